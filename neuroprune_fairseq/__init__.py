@@ -1,0 +1,13 @@
+"""NeuroPrune for fairseq: load with ``--user-dir neuroprune_fairseq``.
+
+Registers the ``neuroprune_translation`` task, the ``neuroprune_label_smoothed_cross_entropy``
+criterion and the ``neuroprune_iwslt_de_en`` / ``neuroprune_iwslt_de_en_narrow`` architectures.
+"""
+import os
+
+# fairseq checkpoints pickle argparse/omegaconf objects, which torch >= 2.6 refuses under its default
+# weights_only loading; fairseq-train/-generate load checkpoints after importing this plugin.
+# A user's own setting of the variable wins.
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+
+from . import architectures, criterion, task  # noqa: E402,F401  (registration)

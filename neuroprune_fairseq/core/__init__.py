@@ -1,0 +1,1 @@
+"""Framework-free NeuroPrune algorithms: tensors in, tensors out (no fairseq import)."""

@@ -1,0 +1,123 @@
+"""Head masks as registered buffers on fairseq ``MultiheadAttention`` modules.
+
+A module's mask is the buffer ``np_head_mask`` of shape (num_heads,), 1 = active, 0 = pruned, so it
+is saved in every checkpoint, restored on resume and loaded by ``fairseq-generate``. A pruned head's
+q/k/v rows and biases and out-projection columns are kept exactly zero (:func:`enforce`), which removes
+the head from every forward path, including the fused ``F.multi_head_attention_forward`` fast path
+that never calls ``out_proj`` as a module: with q = k = v = 0 and zero out-columns the head adds nothing.
+"""
+from typing import Dict, List
+
+import torch
+import torch.nn as nn
+
+from .core.heads import EliminationPlan, fold_out_projection, head_row_mask, plan_elimination
+from .model_parts import attention_modules, unwrap
+
+MASK_BUFFER = "np_head_mask"
+PRUNED_EPOCH_BUFFER = "np_last_pruned_epoch"
+
+
+def _check_or_fill_mask(module, state_dict, prefix, *args):
+    """Load-time pre-hook: a checkpoint without masks (plain fairseq) gets all heads active;
+    a mask of the wrong shape or with no active head is refused with a clear message."""
+    key = prefix + MASK_BUFFER
+    if key not in state_dict:
+        state_dict[key] = torch.ones(module.num_heads)
+        return
+    mask = state_dict[key]
+    if tuple(mask.shape) != (module.num_heads,):
+        raise ValueError(
+            f"checkpoint head mask {key} has shape {tuple(mask.shape)}, but the model's module has "
+            f"{module.num_heads} heads: the checkpoint does not fit this architecture (--arch / head flags)"
+        )
+    if not bool(((mask == 0) | (mask == 1)).all()) or not bool((mask > 0).any()):
+        raise ValueError(f"checkpoint head mask {key} must be 0/1 with at least one active head, got {mask.tolist()}")
+
+
+def _fill_pruned_epoch(module, state_dict, prefix, *args):
+    state_dict.setdefault(prefix + PRUNED_EPOCH_BUFFER, torch.zeros((), dtype=torch.long))
+
+
+def attach(model: nn.Module) -> None:
+    """Give every attention module a head mask (all ones) and the model a pruned-epoch counter.
+
+    Idempotent. Raises ``ValueError`` for a model without fairseq ``MultiheadAttention`` modules.
+    """
+    modules = attention_modules(model)
+    if not modules:
+        raise ValueError(
+            "neuroprune: the model has no fairseq MultiheadAttention module, so there are no heads to "
+            "penalise or prune; use a transformer --arch"
+        )
+    root = unwrap(model)
+    if not hasattr(root, PRUNED_EPOCH_BUFFER):
+        root.register_buffer(PRUNED_EPOCH_BUFFER, torch.zeros((), dtype=torch.long))
+        root._register_load_state_dict_pre_hook(_fill_pruned_epoch)
+    for _, attn in modules:
+        if hasattr(attn, MASK_BUFFER):
+            continue
+        attn.register_buffer(MASK_BUFFER, torch.ones(attn.num_heads, device=attn.q_proj.weight.device))
+        attn._register_load_state_dict_pre_hook(_check_or_fill_mask)
+        attn.register_load_state_dict_post_hook(lambda module, incompatible: enforce_module(module))
+
+
+def head_mask(attn: nn.Module) -> torch.Tensor:
+    """The (num_heads,) mask of one attention module."""
+    return getattr(attn, MASK_BUFFER)
+
+
+@torch.no_grad()
+def enforce_module(attn: nn.Module) -> None:
+    """Zero the parameters of ``attn``'s masked heads in place (no-op when all heads are active)."""
+    mask = head_mask(attn)
+    if bool(mask.all()):
+        return
+    rows = head_row_mask(mask, attn.head_dim)  # (embed,)
+    for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
+        proj.weight.mul_(rows.to(proj.weight.dtype)[:, None])
+        if proj.bias is not None:
+            proj.bias.mul_(rows.to(proj.bias.dtype))
+    attn.out_proj.weight.mul_(rows.to(attn.out_proj.weight.dtype)[None, :])
+    for extra in (attn.bias_k, attn.bias_v):
+        if extra is not None:  # (1, 1, embed)
+            extra.mul_(rows.to(extra.dtype))
+
+
+def enforce(model: nn.Module) -> None:
+    """Zero the parameters of every masked head of ``model``."""
+    for _, attn in attention_modules(model):
+        enforce_module(attn)
+
+
+@torch.no_grad()
+def eliminate_module(attn: nn.Module, theta: float) -> EliminationPlan:
+    """One ELIM_REDUNDANT pass on one module: fold pruned heads into their dominators, mask them."""
+    mask = head_mask(attn)
+    plan = plan_elimination(attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, mask > 0, theta)
+    if plan.pruned:
+        attn.out_proj.weight.copy_(fold_out_projection(attn.out_proj.weight, plan.kept_for, attn.head_dim))
+        mask[plan.pruned] = 0
+        enforce_module(attn)
+    return plan
+
+
+def eliminate(model: nn.Module, theta: float) -> Dict[str, EliminationPlan]:
+    """Run :func:`eliminate_module` on every attention module; returns the plans by module name."""
+    return {name: eliminate_module(attn, theta) for name, attn in attention_modules(model)}
+
+
+def heads_kept(model: nn.Module) -> Dict[str, int]:
+    """Active heads per attention module, by module name."""
+    return {name: int(head_mask(attn).sum()) for name, attn in attention_modules(model)}
+
+
+def total_heads(model: nn.Module) -> int:
+    """Heads in the architecture, active or not."""
+    return sum(attn.num_heads for _, attn in attention_modules(model))
+
+
+def masks_from_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, List[int]]:
+    """Per-module masks stored in a checkpoint's model state, by module name."""
+    suffix = "." + MASK_BUFFER
+    return {k[: -len(suffix)]: [int(v) for v in t.tolist()] for k, t in state_dict.items() if k.endswith(suffix)}

@@ -1,0 +1,53 @@
+"""Where NeuroPrune's matrices live in a fairseq model: attention modules and FFN blocks.
+
+Works on any model built from fairseq's ``MultiheadAttention`` and transformer layers (stock
+``transformer`` archs included); wrappers such as DDP are looked through.
+"""
+from typing import List, Tuple
+
+import torch.nn as nn
+from fairseq.modules.multihead_attention import MultiheadAttention
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside fairseq's / torch's distributed wrappers."""
+    while isinstance(getattr(model, "module", None), nn.Module):
+        model = model.module
+    return model
+
+
+def attention_modules(model: nn.Module) -> List[Tuple[str, MultiheadAttention]]:
+    """``(name, module)`` of every ``MultiheadAttention`` in definition order
+    (encoder self, decoder self, decoder cross for a transformer)."""
+    return [(name, m) for name, m in unwrap(model).named_modules() if isinstance(m, MultiheadAttention)]
+
+
+def ffn_blocks(model: nn.Module) -> List[Tuple[str, nn.Linear, nn.Linear]]:
+    """``(name, fc1, fc2)`` of every transformer layer's feed-forward block."""
+    blocks = []
+    for name, module in unwrap(model).named_modules():
+        fc1, fc2 = getattr(module, "fc1", None), getattr(module, "fc2", None)
+        if isinstance(fc1, nn.Linear) and isinstance(fc2, nn.Linear):
+            blocks.append((name, fc1, fc2))
+    return blocks
+
+
+def short_name(name: str) -> str:
+    """``encoder.layers.0.self_attn`` -> ``enc0.self``; other names are returned unchanged."""
+    parts = name.split(".")
+    if len(parts) == 4 and parts[1] == "layers":
+        side = {"encoder": "enc", "decoder": "dec"}.get(parts[0], parts[0])
+        kind = {"self_attn": "self", "encoder_attn": "cross"}.get(parts[3], parts[3])
+        return f"{side}{parts[2]}.{kind}"
+    return name
+
+
+def prunable_weights(model: nn.Module) -> List:
+    """The matrices whose near-zero share is the reported weight sparsity:
+    q/k/v/out weights of every attention module and fc1/fc2 weights of every FFN."""
+    weights = []
+    for _, attn in attention_modules(model):
+        weights += [attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, attn.out_proj.weight]
+    for _, fc1, fc2 in ffn_blocks(model):
+        weights += [fc1.weight, fc2.weight]
+    return weights

@@ -1,0 +1,124 @@
+"""Translation task that runs NeuroPrune's redundant-head elimination after every training epoch.
+
+Timing: fairseq has no end-of-epoch hook, so the task remembers the training split's
+``EpochBatchIterator`` and checks ``end_of_epoch()`` in ``optimizer_step`` — i.e. right after the
+epoch's last update and before ``validate_and_save`` runs that epoch's validation and checkpoint save.
+That also holds with ``--disable-validation``. The last epoch that was pruned is a model buffer
+(``np_last_pruned_epoch``), so it travels in checkpoints (fairseq-train does not restore
+``task_state`` on resume) and a pass never runs twice for the same epoch.
+"""
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+from fairseq import metrics
+from fairseq.tasks import register_task
+from fairseq.tasks.translation import TranslationConfig, TranslationTask
+
+from . import head_masks
+from .core.sparsity import count_near_zero
+from .model_parts import attention_modules, prunable_weights, short_name, unwrap
+from .optim_sync import copy_model_params_to_master
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class NeuroPruneTranslationConfig(TranslationConfig):
+    np_theta: Optional[float] = field(
+        default=None,
+        metadata={"help": "l_inf distance at or below which two heads are similar and the dominated one is pruned after each epoch; unset = no head elimination"},
+    )
+    np_eps: float = field(
+        default=1e-4,
+        metadata={"help": "|w| below this counts as zero: the MLP penalty's near-zero count and the reported weight sparsity"},
+    )
+    np_prune_start_epoch: int = field(
+        default=1,
+        metadata={"help": "first epoch after which heads are eliminated (earlier epochs only train, e.g. pretraining)"},
+    )
+
+
+def weight_sparsity(model, eps: float) -> float:
+    """Share of prunable weights (q/k/v/out, fc1/fc2) with ``|w| < eps``."""
+    near_zero, total = count_near_zero(prunable_weights(model), eps)
+    return near_zero / max(total, 1)
+
+
+@register_task("neuroprune_translation", dataclass=NeuroPruneTranslationConfig)
+class NeuroPruneTranslationTask(TranslationTask):
+    """``translation`` plus head masks in the model and per-epoch redundancy elimination."""
+
+    def __init__(self, cfg: NeuroPruneTranslationConfig, src_dict, tgt_dict):
+        if cfg.np_theta is not None and cfg.np_theta < 0:
+            raise ValueError(f"--np-theta must be >= 0 (or unset to disable elimination), got {cfg.np_theta}")
+        if cfg.np_eps <= 0:
+            raise ValueError(f"--np-eps must be > 0, got {cfg.np_eps}")
+        if cfg.np_prune_start_epoch < 1:
+            raise ValueError(f"--np-prune-start-epoch must be >= 1, got {cfg.np_prune_start_epoch}")
+        super().__init__(cfg, src_dict, tgt_dict)
+        self._train_epoch_itr = None
+        self._epochs_begun = set()
+
+    def build_model(self, cfg, from_checkpoint=False):
+        model = super().build_model(cfg, from_checkpoint)
+        head_masks.attach(model)
+        return model
+
+    def get_batch_iterator(self, dataset, *args, **kwargs):
+        epoch_itr = super().get_batch_iterator(dataset, *args, **kwargs)
+        if dataset is self.datasets.get(self.cfg.train_subset):
+            self._train_epoch_itr = epoch_itr
+        return epoch_itr
+
+    def begin_epoch(self, epoch, model):
+        super().begin_epoch(epoch, model)
+        root = unwrap(model)
+        pruned = int(getattr(root, head_masks.PRUNED_EPOCH_BUFFER))
+        if pruned >= epoch:  # a new run (e.g. --reset-dataloader fine-tuning) restarted the epoch count
+            logger.info(f"neuroprune | epoch count restarted at {epoch}: earlier passes (up to epoch {pruned}) belong to the previous run")
+            getattr(root, head_masks.PRUNED_EPOCH_BUFFER).fill_(epoch - 1)
+        elif epoch - 1 in self._epochs_begun and pruned < epoch - 1:
+            # The previous epoch's last update was skipped (OOM / overflow), so its pass never ran.
+            logger.warning(f"neuroprune | running the elimination of epoch {epoch - 1} late, before epoch {epoch}")
+            self._end_of_epoch(epoch - 1, model, optimizer=None)
+        self._epochs_begun.add(epoch)
+
+    def optimizer_step(self, optimizer, model, update_num):
+        super().optimizer_step(optimizer, model, update_num)
+        if any(not bool(head_masks.head_mask(attn).all()) for _, attn in attention_modules(model)):
+            head_masks.enforce(model)  # undo optimizer drift (momentum, weight decay) on pruned heads
+            copy_model_params_to_master(optimizer)
+        if self._train_epoch_itr is not None and self._train_epoch_itr.end_of_epoch():
+            self._end_of_epoch(self._train_epoch_itr.epoch, model, optimizer)
+
+    def _end_of_epoch(self, epoch: int, model, optimizer) -> None:
+        """Run the epoch's elimination pass once (if enabled and due) and log heads and sparsity."""
+        root = unwrap(model)
+        counter = getattr(root, head_masks.PRUNED_EPOCH_BUFFER)
+        if int(counter) >= epoch:
+            return
+        theta = self.cfg.np_theta
+        plans = {}
+        if theta is not None and epoch >= self.cfg.np_prune_start_epoch:
+            plans = head_masks.eliminate(model, theta)
+            if optimizer is not None:
+                copy_model_params_to_master(optimizer)
+            counter.fill_(epoch)
+        self._log_epoch(epoch, model, theta if plans else None, plans)
+
+    def _log_epoch(self, epoch: int, model, theta, plans) -> None:
+        kept = head_masks.heads_kept(model)
+        total_kept, total = sum(kept.values()), head_masks.total_heads(model)
+        sparsity = weight_sparsity(model, self.cfg.np_eps)
+        pruned_now = sum(len(p.pruned) for p in plans.values())
+        action = f"theta {theta:g}, pruned {pruned_now} heads" if theta is not None else "no elimination"
+        logger.info(f"neuroprune | epoch {epoch:03d} | {action} | heads kept {total_kept}/{total} | weight sparsity {sparsity:.4f}")
+        logger.info("neuroprune | heads kept per module: " + " ".join(f"{short_name(n)}={k}" for n, k in kept.items()))
+        if plans:
+            logger.info(
+                "neuroprune | min head distance per module: "
+                + " ".join(f"{short_name(n)}={p.min_distance:.3f}" for n, p in plans.items())
+            )
+        metrics.log_scalar("np_heads", total_kept, weight=0, round=0)
+        metrics.log_scalar("np_sparsity", sparsity, weight=0, round=4)
