@@ -53,12 +53,12 @@ def attach(model: nn.Module) -> None:
     root = unwrap(model)
     if not hasattr(root, PRUNED_EPOCH_BUFFER):
         root.register_buffer(PRUNED_EPOCH_BUFFER, torch.zeros((), dtype=torch.long))
-        root._register_load_state_dict_pre_hook(_fill_pruned_epoch)
+        root._register_load_state_dict_pre_hook(_fill_pruned_epoch, with_module=True)
     for _, attn in modules:
         if hasattr(attn, MASK_BUFFER):
             continue
         attn.register_buffer(MASK_BUFFER, torch.ones(attn.num_heads, device=attn.q_proj.weight.device))
-        attn._register_load_state_dict_pre_hook(_check_or_fill_mask)
+        attn._register_load_state_dict_pre_hook(_check_or_fill_mask, with_module=True)
         attn.register_load_state_dict_post_hook(lambda module, incompatible: enforce_module(module))
 
 

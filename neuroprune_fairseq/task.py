@@ -58,7 +58,8 @@ class NeuroPruneTranslationTask(TranslationTask):
             raise ValueError(f"--np-prune-start-epoch must be >= 1, got {cfg.np_prune_start_epoch}")
         super().__init__(cfg, src_dict, tgt_dict)
         self._train_epoch_itr = None
-        self._epochs_begun = set()
+        self._epochs_begun = set()  # epochs started in this process
+        self._epochs_ended = set()  # epochs whose end-of-epoch step ran in this process
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
@@ -78,7 +79,7 @@ class NeuroPruneTranslationTask(TranslationTask):
         if pruned >= epoch:  # a new run (e.g. --reset-dataloader fine-tuning) restarted the epoch count
             logger.info(f"neuroprune | epoch count restarted at {epoch}: earlier passes (up to epoch {pruned}) belong to the previous run")
             getattr(root, head_masks.PRUNED_EPOCH_BUFFER).fill_(epoch - 1)
-        elif epoch - 1 in self._epochs_begun and pruned < epoch - 1:
+        elif epoch - 1 in self._epochs_begun and epoch - 1 not in self._epochs_ended:
             # The previous epoch's last update was skipped (OOM / overflow), so its pass never ran.
             logger.warning(f"neuroprune | running the elimination of epoch {epoch - 1} late, before epoch {epoch}")
             self._end_of_epoch(epoch - 1, model, optimizer=None)
@@ -94,10 +95,10 @@ class NeuroPruneTranslationTask(TranslationTask):
 
     def _end_of_epoch(self, epoch: int, model, optimizer) -> None:
         """Run the epoch's elimination pass once (if enabled and due) and log heads and sparsity."""
-        root = unwrap(model)
-        counter = getattr(root, head_masks.PRUNED_EPOCH_BUFFER)
-        if int(counter) >= epoch:
+        counter = getattr(unwrap(model), head_masks.PRUNED_EPOCH_BUFFER)
+        if epoch in self._epochs_ended or int(counter) >= epoch:
             return
+        self._epochs_ended.add(epoch)
         theta = self.cfg.np_theta
         plans = {}
         if theta is not None and epoch >= self.cfg.np_prune_start_epoch:

@@ -1,0 +1,59 @@
+"""Helpers for tests that drive the real fairseq command-line tools on tiny data."""
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import neuroprune_fairseq
+
+PLUGIN_DIR = str(Path(neuroprune_fairseq.__file__).parent)
+BIN = Path(sys.executable).parent
+TINY_MODEL = [
+    "--arch", "neuroprune_iwslt_de_en_narrow",
+    "--encoder-embed-dim", "48", "--decoder-embed-dim", "48",
+    "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64",
+    "--share-all-embeddings", "--dropout", "0.0",
+]
+
+
+def run(tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a fairseq console script from this interpreter's environment; output captured as text."""
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", OMP_NUM_THREADS="1")
+    proc = subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{tool} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def write_toy_corpus(directory: Path, sizes=(("train", 240), ("valid", 24), ("test", 16)), seed=0) -> None:
+    """A learnable toy language pair: German-like words map one-to-one to English-like words, reversed."""
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(40)]
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, count in sizes:
+        src, tgt = [], []
+        for _ in range(count):
+            words = [rng.choice(vocab) for _ in range(rng.randint(3, 8))]
+            src.append(" ".join(words))
+            tgt.append(" ".join("e" + w[1:] for w in reversed(words)))
+        (directory / f"{split}.de").write_text("\n".join(src) + "\n")
+        (directory / f"{split}.en").write_text("\n".join(tgt) + "\n")
+
+
+def preprocess(text_dir: Path, bin_dir: Path) -> None:
+    run(
+        "fairseq-preprocess", "--source-lang", "de", "--target-lang", "en",
+        "--trainpref", str(text_dir / "train"), "--validpref", str(text_dir / "valid"),
+        "--testpref", str(text_dir / "test"), "--destdir", str(bin_dir), "--joined-dictionary", "--workers", "1",
+    )
+
+
+def train_args(bin_dir: Path, save_dir: Path, *extra: str) -> list:
+    return [
+        str(bin_dir), "--user-dir", PLUGIN_DIR, "--task", "neuroprune_translation",
+        "--criterion", "neuroprune_label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+        *TINY_MODEL, "--optimizer", "adam", "--lr", "0.002", "--max-tokens", "600", "--cpu",
+        "--save-dir", str(save_dir), "--no-progress-bar", "--log-format", "simple", "--log-interval", "1",
+        "--seed", "1", "--num-workers", "0", *extra,
+    ]

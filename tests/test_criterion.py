@@ -1,0 +1,79 @@
+"""The criterion against stock label-smoothed cross entropy, built through fairseq's own config path."""
+import math
+
+import pytest
+import torch
+from fairseq import options, tasks
+from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+from neuroprune_fairseq.criterion import model_penalties
+
+from .fairseq_run import PLUGIN_DIR, TINY_MODEL
+
+
+def _setup(tmp_path, *extra):
+    for lang in ("de", "en"):
+        (tmp_path / f"dict.{lang}.txt").write_text("".join(f"w{i} 1\n" for i in range(20)))
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, [
+        str(tmp_path), "--user-dir", PLUGIN_DIR, "--task", "neuroprune_translation", "-s", "de", "-t", "en",
+        "--criterion", "neuroprune_label_smoothed_cross_entropy", "--label-smoothing", "0.1", *TINY_MODEL, *extra,
+    ])
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    torch.manual_seed(0)
+    return task, task.build_model(cfg.model), task.build_criterion(cfg.criterion)
+
+
+def _sample(task):
+    torch.manual_seed(1)
+    d = task.target_dictionary
+    src = torch.randint(d.nspecial, len(d), (3, 5))
+    tgt = torch.randint(d.nspecial, len(d), (3, 4))
+    prev = torch.cat([torch.full((3, 1), d.eos()), tgt[:, :-1]], 1)
+    return {"net_input": {"src_tokens": src, "src_lengths": torch.full((3,), 5), "prev_output_tokens": prev},
+            "target": tgt, "ntokens": tgt.numel(), "nsentences": 3}
+
+
+def test_zero_alpha_beta_reproduces_label_smoothed_cross_entropy(tmp_path):
+    task, model, criterion = _setup(tmp_path)
+    plain = LabelSmoothedCrossEntropyCriterion(task, sentence_avg=False, label_smoothing=0.1)
+    model.train()
+    ours = criterion(model, _sample(task))
+    torch.manual_seed(0)
+    ref = plain(model, _sample(task))
+    assert torch.equal(ours[0], ref[0]) and ours[1] == ref[1]
+    assert "np_attn" not in ours[2]
+
+
+def test_penalty_is_added_on_the_per_token_scale(tmp_path):
+    """loss = CE_sum + sample_size * (alpha * R_attn + beta * R_mlp), so after fairseq divides by
+    sample_size the objective is mean CE + alpha * R_attn + beta * R_mlp."""
+    task, model, criterion = _setup(tmp_path, "--np-alpha", "0.01", "--np-beta", "0.5")
+    model.train()
+    loss, sample_size, log = criterion(model, _sample(task))
+    plain = LabelSmoothedCrossEntropyCriterion(task, sentence_avg=False, label_smoothing=0.1)
+    ce, _, _ = plain(model, _sample(task))
+    r_attn, r_mlp = model_penalties(model, eps=1e-4)
+    assert sample_size == 12
+    assert math.isclose(float(loss), float(ce) + 12 * (0.01 * float(r_attn) + 0.5 * float(r_mlp)), rel_tol=1e-5)
+    assert math.isclose(float(log["np_attn"]) / 12, float(r_attn), rel_tol=1e-5)
+
+
+def test_penalty_is_left_out_of_validation(tmp_path):
+    task, model, criterion = _setup(tmp_path, "--np-alpha", "0.01")
+    model.eval()
+    _, _, log = criterion(model, _sample(task))
+    assert "np_attn" not in log
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--np-alpha", "-1", "--np-alpha must be >= 0"),
+    ("--np-beta", "-0.1", "--np-beta must be >= 0"),
+    ("--np-theta", "-0.2", "--np-theta must be >= 0"),
+    ("--np-eps", "0", "--np-eps must be > 0"),
+])
+def test_bad_flag_values_are_refused_by_name(tmp_path, flag, value, message):
+    with pytest.raises(ValueError, match=message):
+        _setup(tmp_path, flag, value)

@@ -1,0 +1,88 @@
+"""fairseq end to end on a tiny corpus: preprocess, train with NeuroPrune, resume, generate."""
+import re
+
+import pytest
+import torch
+
+from neuroprune_fairseq.head_masks import PRUNED_EPOCH_BUFFER, masks_from_state_dict
+
+from .fairseq_run import PLUGIN_DIR, preprocess, run, train_args, write_toy_corpus
+
+NUM_TEST = 16
+
+
+def _model_state(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+def _heads(state):
+    return sum(sum(m) for m in masks_from_state_dict(state).values())
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    write_toy_corpus(root / "text", sizes=(("train", 240), ("valid", 24), ("test", NUM_TEST)))
+    preprocess(root / "text", root / "bin")
+    save = root / "ckpt"
+    np_flags = ["--np-alpha", "0.01", "--np-beta", "0.01", "--np-theta", "100", "--np-prune-start-epoch", "2"]
+    first = run("fairseq-train", *train_args(root / "bin", save, *np_flags, "--max-epoch", "2"))
+    epoch2 = _model_state(save / "checkpoint2.pt")
+    resumed = run("fairseq-train", *train_args(root / "bin", save, *np_flags, "--max-epoch", "3", "--disable-validation"))
+    gen = run(
+        "fairseq-generate", str(root / "bin"), "--user-dir", PLUGIN_DIR, "--task", "neuroprune_translation",
+        "--path", str(save / "checkpoint_last.pt"), "--gen-subset", "test", "--beam", "2", "--batch-size", "8",
+        "--required-batch-size-multiple", "1", "--cpu",
+    )
+    return dict(save=save, first=first.stdout + first.stderr, resumed=resumed.stdout + resumed.stderr,
+                gen=gen.stdout, epoch2=epoch2)
+
+
+def test_penalty_terms_are_logged_as_metrics(pipeline):
+    values = [float(v) for v in re.findall(r"np_attn (\d+\.\d+)", pipeline["first"])]
+    assert values and all(v > 0 for v in values)
+    assert re.search(r"np_mlp \d+\.\d+", pipeline["first"])
+
+
+def test_elimination_starts_at_the_requested_epoch(pipeline):
+    """Epoch 1 only trains; epoch 2's pass (theta huge) keeps one head in each of the 18 modules."""
+    assert _heads(_model_state(pipeline["save"] / "checkpoint1.pt")) == 108
+    assert "epoch 001 | no elimination | heads kept 108/108" in pipeline["first"]
+    assert re.search(r"epoch 002 \| theta 100, pruned 90 heads \| heads kept 18/108", pipeline["first"])
+    assert _heads(pipeline["epoch2"]) == 18
+    assert int(pipeline["epoch2"][PRUNED_EPOCH_BUFFER]) == 2
+
+
+def test_each_pass_runs_once_per_epoch(pipeline):
+    for epoch in ("001", "002"):
+        assert pipeline["first"].count(f"neuroprune | epoch {epoch} |") == 1
+    assert pipeline["resumed"].count("neuroprune | epoch 003 |") == 1
+    assert "neuroprune | epoch 002 |" not in pipeline["resumed"]
+
+
+def test_the_dominator_is_the_last_head_and_pruned_parameters_are_zero(pipeline):
+    state = pipeline["epoch2"]
+    masks = masks_from_state_dict(state)
+    assert all(mask == [0, 0, 0, 0, 0, 1] for mask in masks.values())
+    for module in masks:
+        for proj in ("q_proj", "k_proj", "v_proj"):
+            assert state[f"{module}.{proj}.weight"][:40].abs().sum() == 0
+            assert state[f"{module}.{proj}.bias"][:40].abs().sum() == 0
+        assert state[f"{module}.out_proj.weight"][:, :40].abs().sum() == 0
+
+
+def test_resume_keeps_masks_and_zeros(pipeline):
+    """After one more epoch (with --disable-validation) masks and zeroed parameters are unchanged."""
+    last = _model_state(pipeline["save"] / "checkpoint3.pt")
+    assert masks_from_state_dict(last) == masks_from_state_dict(pipeline["epoch2"])
+    assert int(last[PRUNED_EPOCH_BUFFER]) == 3
+    for module in masks_from_state_dict(last):
+        assert last[f"{module}.q_proj.weight"][:40].abs().sum() == 0
+        assert last[f"{module}.out_proj.weight"][:, :40].abs().sum() == 0
+    changed = (last["encoder.layers.0.fc1.weight"] - pipeline["epoch2"]["encoder.layers.0.fc1.weight"]).abs().sum()
+    assert changed > 0  # the resumed epoch really trained
+
+
+def test_generate_translates_every_test_sentence(pipeline):
+    hyps = re.findall(r"^H-(\d+)\t", pipeline["gen"], flags=re.M)
+    assert sorted(int(h) for h in hyps) == list(range(NUM_TEST))
