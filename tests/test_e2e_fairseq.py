@@ -86,3 +86,21 @@ def test_resume_keeps_masks_and_zeros(pipeline):
 def test_generate_translates_every_test_sentence(pipeline):
     hyps = re.findall(r"^H-(\d+)\t", pipeline["gen"], flags=re.M)
     assert sorted(int(h) for h in hyps) == list(range(NUM_TEST))
+
+
+def test_evaluation_record_describes_the_pruned_model(pipeline, tmp_path):
+    import json
+
+    from neuroprune_fairseq.tools import evaluate
+
+    out = tmp_path / "record.json"
+    args = ["--checkpoint", str(pipeline["save"] / "checkpoint_last.pt"), "--data-bin", str(pipeline["save"].parent / "bin"),
+            "--out", str(out), "--method", "neuroprune", "--beam", "2", "--cpu"]
+    evaluate.main(args)
+    record = json.loads(out.read_text())
+    assert record["sentences"] == NUM_TEST and record["method"] == "neuroprune"
+    assert record["heads_kept"] == 18 and record["heads_total"] == 108 and len(record["heads_per_module"]) == 18
+    assert 0 <= record["bleu"] <= 100 and record["bleu_signature"].startswith("nrefs:1")
+    assert record["params"]["nonzero"] < record["params"]["total"]
+    with pytest.raises(SystemExit, match="exists; pass --overwrite"):
+        evaluate.main(args)

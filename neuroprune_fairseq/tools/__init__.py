@@ -1,0 +1,1 @@
+"""Command-line tools around fairseq runs (evaluation, reports); run with ``python -m``."""
