@@ -1,0 +1,73 @@
+"""Summarize evaluation records: a results JSON, a PNG (BLEU and heads kept per model) and a table.
+
+Usage:
+    python -m neuroprune_fairseq.tools.summarize RECORD.json [RECORD.json ...] --out-json results.json \
+        --out-png results.png [--title TITLE]
+"""
+import argparse
+import os
+import json
+from pathlib import Path
+
+from .records import load_records
+
+
+def table(records) -> str:
+    """A fixed-width text table of the records."""
+    head = f"{'model':<16} {'method':<11} {'sacreBLEU':>9} {'tok.BLEU':>8} {'heads':>8} {'sparsity':>8} {'gen s':>6}"
+    rows = [head, "-" * len(head)]
+    for r in records:
+        rows.append(
+            f"{r['name']:<16} {r['method']:<11} {r['bleu']:>9.2f} {r.get('tokenized_bleu', float('nan')):>8.2f} "
+            f"{str(r['heads_kept']) + '/' + str(r['heads_total']):>8} {r['weight_sparsity']:>8.4f} "
+            f"{r.get('generate_seconds', float('nan')):>6.1f}"
+        )
+    return "\n".join(rows)
+
+
+def plot(records, path: Path, title: str) -> None:
+    """Two bar panels, BLEU and heads kept, one bar per record."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["name"] for r in records]
+    fig, (ax_bleu, ax_heads) = plt.subplots(1, 2, figsize=(9, 3.6))
+    bars = ax_bleu.bar(names, [r["bleu"] for r in records], color="tab:blue")
+    ax_bleu.bar_label(bars, fmt="%.1f")
+    ax_bleu.set_ylabel("sacreBLEU (test)")
+    bars = ax_heads.bar(names, [r["heads_kept"] for r in records], color="tab:orange")
+    ax_heads.bar_label(bars, fmt="%d")
+    ax_heads.axhline(max(r["heads_total"] for r in records), color="grey", linestyle="--", label="all heads")
+    ax_heads.set_ylabel("attention heads kept")
+    ax_heads.legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("records", nargs="+", help="evaluation record JSON files")
+    p.add_argument("--out-json", required=True, help="results JSON to write (all records in one list)")
+    p.add_argument("--out-png", required=True, help="PNG plot to write")
+    p.add_argument("--title", default="NeuroPrune on the offline German-English corpus", help="plot title")
+    args = p.parse_args(argv)
+    try:
+        records = load_records(args.records)
+    except ValueError as err:
+        raise SystemExit(f"summarize: {err}")
+    for out in (args.out_json, args.out_png):
+        parent = Path(out).resolve().parent
+        parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(parent, os.W_OK):
+            raise SystemExit(f"summarize: cannot write to {parent}")
+    Path(args.out_json).write_text(json.dumps(records, indent=2) + "\n")
+    plot(records, Path(args.out_png), args.title)
+    print(table(records))
+
+
+if __name__ == "__main__":
+    main()

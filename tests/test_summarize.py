@@ -1,0 +1,29 @@
+"""The summary tool: results JSON, PNG and table from records; clear failure on a malformed record."""
+import json
+
+import pytest
+
+from neuroprune_fairseq.tools import summarize
+
+
+def _record(tmp_path, name, **overrides):
+    record = {"name": name, "method": "dense", "bleu": 27.5, "tokenized_bleu": 28.1, "heads_kept": 108,
+              "heads_total": 108, "weight_sparsity": 0.01, "generate_seconds": 12.0, **overrides}
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(record))
+    return str(path)
+
+
+def test_summary_writes_json_png_and_table(tmp_path, capsys):
+    paths = [_record(tmp_path, "dense"), _record(tmp_path, "neuroprune", method="neuroprune", bleu=25.0, heads_kept=61)]
+    summarize.main(paths + ["--out-json", str(tmp_path / "r.json"), "--out-png", str(tmp_path / "r.png")])
+    assert [r["heads_kept"] for r in json.loads((tmp_path / "r.json").read_text())] == [108, 61]
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = capsys.readouterr().out
+    assert "neuroprune" in out and "61/108" in out and "25.00" in out
+
+
+def test_malformed_record_fails_naming_file_and_field(tmp_path):
+    bad = _record(tmp_path, "bad", bleu="high")
+    with pytest.raises(SystemExit, match=r"bad.json: field 'bleu'"):
+        summarize.main([bad, "--out-json", str(tmp_path / "r.json"), "--out-png", str(tmp_path / "r.png")])
