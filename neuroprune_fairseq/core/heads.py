@@ -147,7 +147,7 @@ def plan_elimination(
         raise ValueError("an attention module must keep at least one active head")
     params = head_parameters(q_weight.detach().float(), k_weight.detach().float(), v_weight.detach().float(), num_heads)
     distances = head_distances(params[live])  # (L, L)
-    off_diagonal = distances + torch.diag(torch.full((len(live),), float("inf")))
+    off_diagonal = distances + torch.diag(torch.full((len(live),), float("inf"), device=distances.device))
     min_distance = float(off_diagonal.min()) if len(live) > 1 else float("inf")
     kept_for = [-1] * num_heads
     local = resolve_chains(find_dominating(similarity_matrix(distances, theta)))

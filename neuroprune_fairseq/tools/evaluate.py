@@ -47,9 +47,8 @@ def parse_args(argv=None):
 def generate(args) -> tuple:
     """Run fairseq-generate; returns hypotheses and references in sentence order, the command's wall
     time and fairseq's own generation time (model loading excluded)."""
-    tool = Path(sys.executable).parent / "fairseq-generate"
     cmd = [
-        str(tool), args.data_bin, "--user-dir", PLUGIN_DIR, "--task", "neuroprune_translation",
+        sys.executable, "-m", "fairseq_cli.generate", args.data_bin, "--user-dir", PLUGIN_DIR, "--task", "neuroprune_translation",
         "--path", args.checkpoint, "--gen-subset", args.subset, "--beam", str(args.beam),
         "--batch-size", str(args.batch_size), "--required-batch-size-multiple", "1",
         "--max-len-a", str(args.max_len_a), "--max-len-b", str(args.max_len_b),

@@ -1,0 +1,1 @@
+"""Offline corpus builders and subword tools (framework-free, no fairseq import)."""
