@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stage 2 of the paper's MT recipe: NeuroPrune fine-tuning from a dense checkpoint (penalties every
-# step, redundant-head elimination after every epoch). Optimizer, scheduler, meters and data iterator are
-# reset, so epochs count from 1 again.
+# step, redundant-head elimination after every epoch). The first launch starts from PRETRAINED with a fresh
+# optimizer, scheduler and data iterator (--finetune-from-model), so epochs count from 1 again; a later
+# launch with the same SAVE_DIR resumes from its checkpoint_last.pt.
 # Usage: DATA_BIN=... PRETRAINED=runs/dense/checkpoint_best.pt SAVE_DIR=runs/neuroprune bash examples/iwslt14_de_en/train_neuroprune.sh [extra fairseq-train args]
 set -euo pipefail
 
@@ -34,7 +35,7 @@ if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,5p "$0"; exit 0
     --dropout "$DROPOUT" \
     --criterion neuroprune_label_smoothed_cross_entropy --label-smoothing "$LABEL_SMOOTHING" \
     --np-alpha "$ALPHA" --np-beta "$BETA" --np-theta "$THETA" --np-eps "$EPS" --np-prune-start-epoch "$PRUNE_START_EPOCH" \
-    --restore-file "$PRETRAINED" --reset-optimizer --reset-lr-scheduler --reset-dataloader --reset-meters \
+    --finetune-from-model "$PRETRAINED" \
     --optimizer adam --adam-betas '(0.9, 0.98)' --lr "$LR" --lr-scheduler fixed \
     --max-tokens "$MAX_TOKENS" --max-epoch "$MAX_EPOCH" --seed "$SEED" \
     --save-dir "$SAVE_DIR" --no-epoch-checkpoints --log-format simple --log-interval 50 \
