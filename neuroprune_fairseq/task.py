@@ -121,5 +121,6 @@ class NeuroPruneTranslationTask(TranslationTask):
                 "neuroprune | min head distance per module: "
                 + " ".join(f"{short_name(n)}={p.min_distance:.3f}" for n, p in plans.items())
             )
-        metrics.log_scalar("np_heads", total_kept, weight=0, round=0)
-        metrics.log_scalar("np_sparsity", sparsity, weight=0, round=4)
+        with metrics.aggregate("train", new_root=True):  # the epoch summary only, not later train_inner lines
+            metrics.log_scalar("np_heads", total_kept, round=0)
+            metrics.log_scalar("np_sparsity", sparsity, round=4)

@@ -23,16 +23,12 @@ usage() {
          "[FAIRSEQ_PREPROCESS=$FAIRSEQ_PREPROCESS] $0 [-h]"
 }
 
-die() { echo "error: $*" >&2; exit 1; }
-
-case "${1:-}" in
-    -h|--help) usage; exit 0 ;;
-    "") ;;
-    *) usage >&2; die "unexpected argument '$1' (settings are environment variables)" ;;
-esac
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+env_only_args usage "$@"
 
 cd "$(dirname "$0")/.."
-[ -x "$PYTHON" ] || command -v "$PYTHON" >/dev/null || die "PYTHON=$PYTHON is not an executable"
+require_python
 # fairseq-preprocess from PATH, else next to PYTHON (the venv's bin folder).
 if ! command -v "$FAIRSEQ_PREPROCESS" >/dev/null; then
     [ -x "$(dirname "$PYTHON")/$FAIRSEQ_PREPROCESS" ] \

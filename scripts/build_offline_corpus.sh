@@ -13,27 +13,24 @@ PYTHON=${PYTHON:-.venv/bin/python}
 VALID=${VALID:-1500}
 TEST=${TEST:-1500}
 SEED=${SEED:-1}
+SOURCES=${SOURCES:-libreoffice,ding}
 MAX_LEN_RATIO=${MAX_LEN_RATIO:-3}
 PACKAGES=(libreoffice-help-de libreoffice-help-en-us trans-de-en)
 
 usage() {
     echo "usage: [OUT_DIR=$OUT_DIR] [WORK_DIR=$WORK_DIR] [PYTHON=$PYTHON] [VALID=$VALID]" \
-         "[TEST=$TEST] [SEED=$SEED] [MAX_LEN_RATIO=$MAX_LEN_RATIO] $0 [-h]"
+         "[TEST=$TEST] [SEED=$SEED] [MAX_LEN_RATIO=$MAX_LEN_RATIO] [SOURCES=$SOURCES] $0 [-h]"
 }
 
-die() { echo "error: $*" >&2; exit 1; }
-
-case "${1:-}" in
-    -h|--help) usage; exit 0 ;;
-    "") ;;
-    *) usage >&2; die "unexpected argument '$1' (settings are environment variables)" ;;
-esac
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+env_only_args usage "$@"
 
 cd "$(dirname "$0")/.."
 for tool in apt-get apt-cache dpkg; do
     command -v "$tool" >/dev/null || die "'$tool' not found; this script needs a Debian/Ubuntu apt system"
 done
-[ -x "$PYTHON" ] || command -v "$PYTHON" >/dev/null || die "PYTHON=$PYTHON is not an executable"
+require_python
 
 DEB_DIR="$WORK_DIR/debs"
 EXTRACTED_DIR="$WORK_DIR/extracted"
@@ -68,5 +65,5 @@ done
 
 echo "[3/3] building the corpus into $OUT_DIR"
 "$PYTHON" -m neuroprune_fairseq.corpus.offline_de_en --extracted "$EXTRACTED_DIR" --out "$OUT_DIR" \
-    --valid "$VALID" --test "$TEST" --seed "$SEED" --max-len-ratio "$MAX_LEN_RATIO"
+    --valid "$VALID" --test "$TEST" --seed "$SEED" --max-len-ratio "$MAX_LEN_RATIO" --sources "$SOURCES"
 echo "done in $((SECONDS - start)) s"

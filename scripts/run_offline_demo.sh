@@ -6,12 +6,13 @@
 set -euo pipefail
 
 RUN_DIR=${RUN_DIR:-runs/offline_demo}
-CORPUS_DIR=${CORPUS_DIR:-data/offline_de_en}
+SOURCES=${SOURCES:-libreoffice}
+CORPUS_DIR=${CORPUS_DIR:-data/offline_de_en_${SOURCES//,/_}}
 MAX_PIECES=${MAX_PIECES:-40}
 DATA_BIN=${DATA_BIN:-$CORPUS_DIR/data-bin$MAX_PIECES}
 DENSE_UPDATES=${DENSE_UPDATES:-1100}
 NP_EPOCHS=${NP_EPOCHS:-1}
-ALPHA=${ALPHA:-3e-4}
+ALPHA=${ALPHA:-1e-4}
 BETA=${BETA:-1e-3}
 THETA=${THETA:-0.3}
 BEAM=${BEAM:-5}
@@ -25,8 +26,8 @@ step() { echo; echo "=== [$(( $(date +%s) - START ))s] $*"; }
 step "1/6 environment"
 bash scripts/setup_env.sh
 
-step "2/6 offline corpus -> $CORPUS_DIR"
-if [[ -f "$CORPUS_DIR/corpus_stats.json" ]]; then echo "reusing $CORPUS_DIR"; else OUT_DIR="$CORPUS_DIR" bash scripts/build_offline_corpus.sh; fi
+step "2/6 offline corpus ($SOURCES) -> $CORPUS_DIR"
+if [[ -f "$CORPUS_DIR/corpus_stats.json" ]]; then echo "reusing $CORPUS_DIR"; else OUT_DIR="$CORPUS_DIR" SOURCES="$SOURCES" bash scripts/build_offline_corpus.sh; fi
 
 step "3/6 sentencepiece + fairseq-preprocess -> $DATA_BIN (train pairs <= $MAX_PIECES pieces per side)"
 if [[ -f "$DATA_BIN/dict.de.txt" ]]; then echo "reusing $DATA_BIN"; else

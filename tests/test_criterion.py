@@ -7,18 +7,19 @@ from fairseq import options, tasks
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
+from neuroprune_fairseq import head_masks
 from neuroprune_fairseq.criterion import model_penalties
 
 from .fairseq_run import PLUGIN_DIR, TINY_MODEL
 
 
-def _setup(tmp_path, *extra):
+def _setup(tmp_path, *extra, model_args=TINY_MODEL):
     for lang in ("de", "en"):
         (tmp_path / f"dict.{lang}.txt").write_text("".join(f"w{i} 1\n" for i in range(20)))
     parser = options.get_training_parser()
     args = options.parse_args_and_arch(parser, [
         str(tmp_path), "--user-dir", PLUGIN_DIR, "--task", "neuroprune_translation", "-s", "de", "-t", "en",
-        "--criterion", "neuroprune_label_smoothed_cross_entropy", "--label-smoothing", "0.1", *TINY_MODEL, *extra,
+        "--criterion", "neuroprune_label_smoothed_cross_entropy", "--label-smoothing", "0.1", *model_args, *extra,
     ])
     cfg = convert_namespace_to_omegaconf(args)
     task = tasks.setup_task(cfg.task)
@@ -77,3 +78,15 @@ def test_penalty_is_left_out_of_validation(tmp_path):
 def test_bad_flag_values_are_refused_by_name(tmp_path, flag, value, message):
     with pytest.raises(ValueError, match=message):
         _setup(tmp_path, flag, value)
+
+
+def test_stock_transformer_arch_gets_masks_and_penalties(tmp_path):
+    """No architecture requirement: fairseq's own transformer_iwslt_de_en (4 heads per module) works."""
+    stock = ["--arch", "transformer_iwslt_de_en", "--encoder-embed-dim", "32", "--decoder-embed-dim", "32",
+             "--encoder-ffn-embed-dim", "48", "--decoder-ffn-embed-dim", "48", "--share-all-embeddings"]
+    task, model, criterion = _setup(tmp_path, "--np-alpha", "0.01", "--np-beta", "0.01", model_args=stock)
+    assert head_masks.total_heads(model) == 18 * 4 and sum(head_masks.heads_kept(model).values()) == 72
+    model.train()
+    loss, _, log = criterion(model, _sample(task))
+    loss.backward()
+    assert torch.isfinite(loss) and float(log["np_mlp"]) >= 0 and float(log["np_attn"]) > 0

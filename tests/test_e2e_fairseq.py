@@ -50,6 +50,8 @@ def test_elimination_starts_at_the_requested_epoch(pipeline):
     assert "epoch 001 | no elimination | heads kept 108/108" in pipeline["first"]
     assert re.search(r"epoch 002 \| theta 100, pruned 90 heads \| heads kept 18/108", pipeline["first"])
     assert _heads(pipeline["epoch2"]) == 18
+    assert re.search(r"\| train \| epoch 002 \|.* np_heads 18 \|", pipeline["first"])
+    assert "np_heads=None" not in pipeline["first"]
     assert int(pipeline["epoch2"][PRUNED_EPOCH_BUFFER]) == 2
 
 

@@ -263,3 +263,16 @@ def test_splits_larger_than_corpus_name_the_flags(tmp_path, capsys):
     code = offline_de_en.main(["--extracted", str(make_extracted(tmp_path)), "--out", str(tmp_path / "o")])
     assert code == 1
     assert "--valid 1500 and --test 1500 leave no training data" in capsys.readouterr().err
+
+
+def test_sources_flag_keeps_only_the_selected_source(tmp_path):
+    stats = offline_de_en.build(make_extracted(tmp_path), tmp_path / "out", n_valid=1, n_test=1, sources=["libreoffice"])
+    assert stats["sources"]["ding"] == {"extracted": 0, "kept": 0}
+    assert stats["sources"]["libreoffice"]["kept"] == 4 and stats["settings"]["sources"] == ["libreoffice"]
+    assert ("Er ist mein Nachbar.", "He is my neighbour.") not in all_pairs(tmp_path / "out")
+
+
+def test_unknown_source_is_named(tmp_path, capsys):
+    code = offline_de_en.main(["--extracted", str(make_extracted(tmp_path)), "--out", str(tmp_path / "o"), "--sources", "europarl"])
+    assert code == 1
+    assert "--sources europarl: expected a comma-separated subset of libreoffice,ding" in capsys.readouterr().err

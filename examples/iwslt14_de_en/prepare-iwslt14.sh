@@ -27,16 +27,12 @@ usage() {
          "[BINARIZE=$BINARIZE (0: stop after the tokenised text)] [PYTHON=$PYTHON] $0 [-h]"
 }
 
-die() { echo "error: $*" >&2; exit 1; }
-
-case "${1:-}" in
-    -h|--help) usage; exit 0 ;;
-    "") ;;
-    *) usage >&2; die "unexpected argument '$1' (settings are environment variables)" ;;
-esac
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/../../scripts/lib.sh"
+env_only_args usage "$@"
 
 cd "$(dirname "$0")/../.."
-[ -x "$PYTHON" ] || command -v "$PYTHON" >/dev/null || die "PYTHON=$PYTHON is not an executable"
+require_python
 start=$SECONDS
 
 if [ -f "$IWSLT14_ARCHIVE" ]; then

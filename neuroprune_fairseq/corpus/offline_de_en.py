@@ -129,13 +129,18 @@ def write_split(out: Path, split: str, pairs: Sequence[Pair]) -> None:
 
 
 def build(extracted: Path, out: Path, n_valid: int = 1500, n_test: int = 1500,
-          seed: int = 1, max_len_ratio: float = 3.0) -> dict:
-    """Build the corpus into ``out`` and return the statistics written to corpus_stats.json."""
+          seed: int = 1, max_len_ratio: float = 3.0, sources: Sequence[str] = SOURCES) -> dict:
+    """Build the corpus into ``out`` from the selected ``sources`` and return the statistics
+    written to corpus_stats.json."""
+    unknown = sorted(set(sources) - set(SOURCES))
+    if unknown or not sources:
+        raise CorpusError(f"--sources {','.join(sources)}: expected a comma-separated subset of {','.join(SOURCES)}")
     data = locate_packages(extracted)
     help_pairs, help_counts = read_help(data["libreoffice-help-de"], data["libreoffice-help-en-us"])
     ding_pairs, ding_counts = read_ding(data["trans-de-en"])
     raw = [Pair("libreoffice", de, en) for de, en in help_pairs]
     raw += [Pair("ding", de, en) for de, en in ding_pairs]
+    raw = [pair for pair in raw if pair.source in sources]
     dropped = {reason: Counter() for reason in FILTERS}
     kept = filter_pairs(raw, max_len_ratio, dropped)
     if not kept:
@@ -149,7 +154,8 @@ def build(extracted: Path, out: Path, n_valid: int = 1500, n_test: int = 1500,
     for split, pairs in splits.items():
         write_split(out, split, pairs)
     stats = {
-        "settings": {"valid": n_valid, "test": n_test, "seed": seed, "max_len_ratio": max_len_ratio},
+        "settings": {"valid": n_valid, "test": n_test, "seed": seed, "max_len_ratio": max_len_ratio,
+                     "sources": list(sources)},
         "extraction": {**dict(sorted(help_counts.items())), **dict(sorted(ding_counts.items()))},
         "sources": {src: {"extracted": sum(p.source == src for p in raw),
                           "kept": sum(p.source == src for p in kept)} for src in SOURCES},
@@ -192,6 +198,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="seed of the split hash (default 1)")
     parser.add_argument("--max-len-ratio", type=_ratio_at_least_one, default=3.0,
                         help="drop pairs whose char lengths differ by more than this factor (default 3)")
+    parser.add_argument("--sources", default=",".join(SOURCES),
+                        help=f"comma-separated sources to include (default {','.join(SOURCES)})")
     return parser.parse_args(argv)
 
 
@@ -199,7 +207,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """CLI entry point: 0 on success, 1 with a message on stderr for bad input."""
     args = parse_args(argv)
     try:
-        stats = build(args.extracted, args.out, args.valid, args.test, args.seed, args.max_len_ratio)
+        stats = build(args.extracted, args.out, args.valid, args.test, args.seed, args.max_len_ratio,
+                      args.sources.split(","))
     except CorpusError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -5,8 +5,9 @@ Usage:
         --out-png results.png [--title TITLE]
 """
 import argparse
-import os
 import json
+import logging
+import os
 from pathlib import Path
 
 from .records import load_records
@@ -29,6 +30,7 @@ def plot(records, path: Path, title: str) -> None:
     """Two bar panels, BLEU and heads kept, one bar per record."""
     import matplotlib
 
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's logging setup would print its DEBUG lines
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
