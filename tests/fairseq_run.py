@@ -49,10 +49,11 @@ def preprocess(text_dir: Path, bin_dir: Path) -> None:
     )
 
 
-def train_args(bin_dir: Path, save_dir: Path, *extra: str) -> list:
+def train_args(bin_dir: Path, save_dir: Path, *extra: str, task="neuroprune_translation",
+               criterion="neuroprune_label_smoothed_cross_entropy") -> list:
     return [
-        str(bin_dir), "--user-dir", PLUGIN_DIR, "--task", "neuroprune_translation",
-        "--criterion", "neuroprune_label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+        str(bin_dir), "--user-dir", PLUGIN_DIR, "--task", task,
+        "--criterion", criterion, "--label-smoothing", "0.1",
         *TINY_MODEL, "--optimizer", "adam", "--lr", "0.002", "--max-tokens", "600", "--cpu",
         "--save-dir", str(save_dir), "--no-progress-bar", "--log-format", "simple", "--log-interval", "1",
         "--seed", "1", "--num-workers", "0", *extra,
