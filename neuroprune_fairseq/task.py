@@ -19,6 +19,7 @@ from . import head_masks
 from .core.sparsity import count_near_zero
 from .model_parts import attention_modules, prunable_weights, short_name, unwrap
 from .optim_sync import copy_model_params_to_master
+from .rank_check import check_identical_across_ranks
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,9 @@ class NeuroPruneTranslationTask(TranslationTask):
             if optimizer is not None:
                 copy_model_params_to_master(optimizer)
             counter.fill_(epoch)
+            ranks = check_identical_across_ranks(unwrap(model))
+            if ranks > 1:
+                logger.info(f"neuroprune | masks and parameters identical on all {ranks} ranks after the pass")
         self._log_epoch(epoch, model, theta if plans else None, plans)
 
     def _log_epoch(self, epoch: int, model, theta, plans) -> None:
