@@ -2,6 +2,7 @@
 import os
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,18 +25,13 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     write_toy_corpus(root / "text")
     preprocess(root / "text", root / "bin")
-    port = _free_port()
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", OMP_NUM_THREADS="1")
-    ranks = [
-        subprocess.Popen(
-            [str(BIN / "fairseq-train"), *train_args(root / "bin", root / "two", *FLAGS),
-             "--distributed-world-size", "2", "--distributed-rank", str(rank), "--distributed-backend", "gloo",
-             "--distributed-init-method", f"tcp://127.0.0.1:{port}", "--distributed-no-spawn", "--ddp-backend", "legacy_ddp"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        for rank in (0, 1)
-    ]
-    logs = [p.communicate(timeout=300)[0] for p in ranks]
-    assert [p.returncode for p in ranks] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", OMP_NUM_THREADS="1",
+               NPROC="2", BACKEND="gloo", MASTER_PORT=str(_free_port()), LOG_DIR=str(root / "logs"))
+    launch = subprocess.run(["bash", str(repo / "scripts" / "launch_ranks.sh"), *train_args(root / "bin", root / "two", *FLAGS)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert launch.returncode == 0, launch.stderr[-4000:]
+    logs = [(root / "logs" / f"rank{r}.log").read_text() for r in (0, 1)]
     one = run("fairseq-train", *train_args(root / "bin", root / "one", *FLAGS, "--update-freq", "2")).stdout
     load = lambda d: torch.load(d / "checkpoint_last.pt", map_location="cpu", weights_only=False)["model"]  # noqa: E731
     return dict(log=logs[0], one_log=one, two=load(root / "two"), one=load(root / "one"))
@@ -50,3 +46,12 @@ def test_two_ranks_equal_one_rank_with_the_same_global_batch(runs):
     assert 18 < sum(map(sum, masks_from_state_dict(runs["two"]).values())) < 108  # the passes pruned some heads, not all
     for key, value in runs["one"].items():
         assert torch.allclose(runs["two"][key].float(), value.float(), atol=1e-4), key
+
+
+def test_launcher_reports_a_failing_rank(tmp_path):
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", NPROC="2", LOG_DIR=str(tmp_path),
+               MASTER_PORT=str(_free_port()))
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(["bash", str(repo / "scripts" / "launch_ranks.sh"), str(tmp_path / "missing-data")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode != 0 and "rank 0 failed" in proc.stderr
