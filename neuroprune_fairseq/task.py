@@ -63,6 +63,10 @@ class NeuroPruneTranslationTask(TranslationTask):
         self._epochs_ended = set()  # epochs whose end-of-epoch step ran in this process
 
     def build_model(self, cfg, from_checkpoint=False):
+        for side in ("encoder", "decoder"):
+            dim, heads = getattr(cfg, f"{side}_embed_dim", None), getattr(cfg, f"{side}_attention_heads", None)
+            if dim and heads and dim % heads:
+                raise ValueError(f"--{side}-attention-heads {heads} must divide --{side}-embed-dim {dim} (heads are equal slices)")
         model = super().build_model(cfg, from_checkpoint)
         head_masks.attach(model)
         return model

@@ -75,3 +75,14 @@ def test_penalties_are_float32_under_half_precision():
     w = torch.full((64, 64), 60000.0, dtype=torch.float16)
     value = attention_penalty(w, w, w)
     assert value.dtype == torch.float32 and torch.isfinite(value)
+
+
+def test_penalties_under_bf16_autocast_stay_float32_and_finite():
+    """Inside CPU bf16 autocast the sums are still float32 and match the float32 value."""
+    torch.manual_seed(0)
+    ws = [torch.randn(64, 64) * 100 for _ in range(3)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = attention_penalty(*ws)
+        mlp = mlp_penalty(ws[0], ws[1], eps=1e-4)
+    assert value.dtype == mlp.dtype == torch.float32
+    assert torch.isclose(value, attention_penalty(*ws)) and torch.isfinite(mlp)

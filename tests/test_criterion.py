@@ -90,3 +90,10 @@ def test_stock_transformer_arch_gets_masks_and_penalties(tmp_path):
     loss, _, log = criterion(model, _sample(task))
     loss.backward()
     assert torch.isfinite(loss) and float(log["np_mlp"]) >= 0 and float(log["np_attn"]) > 0
+
+
+def test_heads_that_do_not_divide_the_embedding_are_refused_by_flag(tmp_path):
+    uneven = ["--arch", "neuroprune_iwslt_de_en_narrow", "--encoder-embed-dim", "50", "--decoder-embed-dim", "48",
+              "--share-all-embeddings"]
+    with pytest.raises(ValueError, match="--encoder-attention-heads 6 must divide --encoder-embed-dim 50"):
+        _setup(tmp_path, model_args=uneven)

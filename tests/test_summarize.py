@@ -27,3 +27,11 @@ def test_malformed_record_fails_naming_file_and_field(tmp_path):
     bad = _record(tmp_path, "bad", bleu="high")
     with pytest.raises(SystemExit, match=r"bad.json: field 'bleu'"):
         summarize.main([bad, "--out-json", str(tmp_path / "r.json"), "--out-png", str(tmp_path / "r.png")])
+
+
+def test_unwritable_output_directory_is_named(tmp_path):
+    """An output folder that cannot be created (a file stands in its way) is named, before any work."""
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SystemExit, match=r"cannot write to .*afile/plots"):
+        summarize.main([_record(tmp_path, "dense"), "--out-json", str(tmp_path / "afile" / "plots" / "r.json"),
+                        "--out-png", str(tmp_path / "r.png")])

@@ -63,7 +63,10 @@ def main(argv=None):
         raise SystemExit(f"summarize: {err}")
     for out in (args.out_json, args.out_png):
         parent = Path(out).resolve().parent
-        parent.mkdir(parents=True, exist_ok=True)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise SystemExit(f"summarize: cannot write to {parent}: {err}")
         if not os.access(parent, os.W_OK):
             raise SystemExit(f"summarize: cannot write to {parent}")
     Path(args.out_json).write_text(json.dumps(records, indent=2) + "\n")
