@@ -6,12 +6,13 @@ q/k/v rows and biases and out-projection columns are kept exactly zero (:func:`e
 the head from every forward path, including the fused ``F.multi_head_attention_forward`` fast path
 that never calls ``out_proj`` as a module: with q = k = v = 0 and zero out-columns the head adds nothing.
 """
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn as nn
 
-from .core.heads import EliminationPlan, fold_out_projection, head_row_mask, plan_elimination
+from .core.budget import ThetaChoice, choose_theta
+from .core.heads import EliminationPlan, fold_out_projection, head_row_mask, module_distances, plan_elimination
 from .model_parts import attention_modules, unwrap
 
 MASK_BUFFER = "np_head_mask"
@@ -105,6 +106,19 @@ def eliminate_module(attn: nn.Module, theta: float) -> EliminationPlan:
 def eliminate(model: nn.Module, theta: float) -> Dict[str, EliminationPlan]:
     """Run :func:`eliminate_module` on every attention module; returns the plans by module name."""
     return {name: eliminate_module(attn, theta) for name, attn in attention_modules(model)}
+
+
+def eliminate_to_budget(model: nn.Module, target: int, floor: int) -> Tuple[ThetaChoice, Dict[str, EliminationPlan]]:
+    """One pass whose theta is chosen (:func:`choose_theta`) to keep ``target`` heads, never fewer than ``floor``.
+
+    Returns the choice and the plans applied (none when no threshold fits).
+    """
+    modules = attention_modules(model)
+    distances = [module_distances(a.q_proj.weight, a.k_proj.weight, a.v_proj.weight, head_mask(a) > 0) for _, a in modules]
+    choice = choose_theta(distances, target, floor)
+    if choice.theta is None:
+        return choice, {}
+    return choice, {name: eliminate_module(attn, choice.theta) for name, attn in modules}
 
 
 def heads_kept(model: nn.Module) -> Dict[str, int]:

@@ -16,6 +16,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from . import head_masks
+from .core.budget import scheduled_target
 from .core.sparsity import count_near_zero
 from .model_parts import attention_modules, prunable_weights, short_name, unwrap
 from .optim_sync import copy_model_params_to_master
@@ -33,6 +34,14 @@ class NeuroPruneTranslationConfig(TranslationConfig):
     np_eps: float = field(
         default=1e-4,
         metadata={"help": "|w| below this counts as zero: the MLP penalty's near-zero count and the reported weight sparsity"},
+    )
+    np_head_budget: Optional[int] = field(
+        default=None,
+        metadata={"help": "total heads to keep over all attention modules: each pass chooses its theta to approach this number, never going below it (instead of --np-theta)"},
+    )
+    np_budget_passes: int = field(
+        default=1,
+        metadata={"help": "passes over which --np-head-budget is approached linearly from all heads (1: the first pass aims at the budget)"},
     )
     np_prune_start_epoch: int = field(
         default=1,
@@ -55,6 +64,12 @@ class NeuroPruneTranslationTask(TranslationTask):
             raise ValueError(f"--np-theta must be >= 0 (or unset to disable elimination), got {cfg.np_theta}")
         if cfg.np_eps <= 0:
             raise ValueError(f"--np-eps must be > 0, got {cfg.np_eps}")
+        if cfg.np_head_budget is not None and cfg.np_theta is not None:
+            raise ValueError("--np-head-budget chooses theta for each pass: do not also give --np-theta")
+        if cfg.np_head_budget is not None and cfg.np_head_budget < 1:
+            raise ValueError(f"--np-head-budget must be >= 1, got {cfg.np_head_budget}")
+        if cfg.np_budget_passes < 1:
+            raise ValueError(f"--np-budget-passes must be >= 1, got {cfg.np_budget_passes}")
         if cfg.np_prune_start_epoch < 1:
             raise ValueError(f"--np-prune-start-epoch must be >= 1, got {cfg.np_prune_start_epoch}")
         super().__init__(cfg, src_dict, tgt_dict)
@@ -69,6 +84,12 @@ class NeuroPruneTranslationTask(TranslationTask):
                 raise ValueError(f"--{side}-attention-heads {heads} must divide --{side}-embed-dim {dim} (heads are equal slices)")
         model = super().build_model(cfg, from_checkpoint)
         head_masks.attach(model)
+        budget, modules = self.cfg.np_head_budget, len(attention_modules(model))
+        if budget is not None and not modules <= budget <= head_masks.total_heads(model):
+            raise ValueError(
+                f"--np-head-budget {budget} is outside what this model allows: at least one head in each of its "
+                f"{modules} attention modules, at most its {head_masks.total_heads(model)} heads"
+            )
         return model
 
     def get_batch_iterator(self, dataset, *args, **kwargs):
@@ -104,10 +125,13 @@ class NeuroPruneTranslationTask(TranslationTask):
         if epoch in self._epochs_ended or int(counter) >= epoch:
             return
         self._epochs_ended.add(epoch)
-        theta = self.cfg.np_theta
+        theta, budget = self.cfg.np_theta, self.cfg.np_head_budget
         plans = {}
-        if theta is not None and epoch >= self.cfg.np_prune_start_epoch:
-            plans = head_masks.eliminate(model, theta)
+        if (theta is not None or budget is not None) and epoch >= self.cfg.np_prune_start_epoch:
+            if budget is not None:
+                theta, plans = self._budget_pass(epoch, model)
+            else:
+                plans = head_masks.eliminate(model, theta)
             if optimizer is not None:
                 copy_model_params_to_master(optimizer)
             counter.fill_(epoch)
@@ -115,6 +139,21 @@ class NeuroPruneTranslationTask(TranslationTask):
             if ranks > 1:
                 logger.info(f"neuroprune | masks and parameters identical on all {ranks} ranks after the pass")
         self._log_epoch(epoch, model, theta if plans else None, plans)
+
+    def _budget_pass(self, epoch: int, model):
+        """One pass aiming at this epoch's scheduled head count; returns (theta used or None, plans)."""
+        budget = self.cfg.np_head_budget
+        pass_index = epoch - self.cfg.np_prune_start_epoch + 1
+        target = scheduled_target(head_masks.total_heads(model), budget, pass_index, self.cfg.np_budget_passes)
+        choice, plans = head_masks.eliminate_to_budget(model, target, floor=budget)
+        chosen = "no theta fits" if choice.theta is None else f"theta {choice.theta:.4f} chosen"
+        logger.info(f"neuroprune | epoch {epoch:03d} | head budget {budget}: this pass aims at {target} heads, {chosen}")
+        if not choice.reached:
+            logger.warning(
+                f"neuroprune | epoch {epoch:03d} | head budget: {target} heads not reachable this pass without going "
+                f"below {budget}; keeping {choice.kept} (pruning removes whole dominated groups at once)"
+            )
+        return choice.theta, plans
 
     def _log_epoch(self, epoch: int, model, theta, plans) -> None:
         kept = head_masks.heads_kept(model)

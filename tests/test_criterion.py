@@ -97,3 +97,13 @@ def test_heads_that_do_not_divide_the_embedding_are_refused_by_flag(tmp_path):
               "--share-all-embeddings"]
     with pytest.raises(ValueError, match="--encoder-attention-heads 6 must divide --encoder-embed-dim 50"):
         _setup(tmp_path, model_args=uneven)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--np-head-budget", "54", "--np-theta", "0.3"], "do not also give --np-theta"),
+    (["--np-head-budget", "200"], "--np-head-budget 200 is outside"),
+    (["--np-head-budget", "10"], "each of its 18 attention modules"),
+])
+def test_head_budget_flags_are_checked(tmp_path, flags, message):
+    with pytest.raises(ValueError, match=message):
+        _setup(tmp_path, *flags)

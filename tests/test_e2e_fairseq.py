@@ -106,3 +106,16 @@ def test_evaluation_record_describes_the_pruned_model(pipeline, tmp_path):
     assert record["params"]["nonzero"] < record["params"]["total"]
     with pytest.raises(SystemExit, match="exists; pass --overwrite"):
         evaluate.main(args)
+
+
+def test_head_budget_schedule_in_fairseq_train(pipeline, tmp_path):
+    """--np-head-budget 54 over 2 passes: the first pass aims at 81 heads, the second at 54; never fewer."""
+    bin_dir = pipeline["save"].parent / "bin"
+    log = run("fairseq-train", *train_args(bin_dir, tmp_path / "ckpt", "--np-alpha", "0.01", "--np-head-budget", "54",
+                                           "--np-budget-passes", "2", "--max-epoch", "2")).stdout
+    assert "head budget 54: this pass aims at 81 heads, theta" in log
+    assert "head budget 54: this pass aims at 54 heads" in log
+    kept = [int(k) for k in re.findall(r"heads kept (\d+)/108", log)]
+    assert len(kept) == 2 and kept[0] >= 81 and 54 <= kept[1] < 108
+    assert kept[1] == 54 or "not reachable this pass" in log  # measured here: 81 then 54
+    assert _heads(_model_state(tmp_path / "ckpt" / "checkpoint_last.pt")) == kept[1]

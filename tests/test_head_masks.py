@@ -111,3 +111,17 @@ def test_eliminate_identical_heads_keeps_output_and_masks():
 def test_model_without_attention_is_refused():
     with pytest.raises(ValueError, match="no fairseq MultiheadAttention"):
         head_masks.attach(torch.nn.Linear(3, 3))
+
+
+def test_budget_pass_hits_k_on_a_toy_model():
+    """Three modules with distinct random heads: the smallest distance merges exactly one pair, so K = 8
+    is hit exactly; smaller budgets are never undercut."""
+    from torch import nn
+
+    model = nn.ModuleList([_module(seed=s) for s in range(3)])  # 9 heads
+    choice, plans = head_masks.eliminate_to_budget(model, target=8, floor=8)
+    assert choice.reached and sum(head_masks.heads_kept(model).values()) == 8 == choice.kept
+    assert sum(len(p.pruned) for p in plans.values()) == 1
+    for k in (6, 4, 3):
+        choice, _ = head_masks.eliminate_to_budget(model, target=k, floor=k)
+        assert sum(head_masks.heads_kept(model).values()) == choice.kept >= k

@@ -65,15 +65,15 @@ def find_dominating(similar: torch.Tensor) -> List[int]:
         ``dominator`` list of length H: ``dominator[i]`` is the ``j*`` found for head ``i``
         (``D[i, j*] = 1``); ``dominator[i] == i`` means the scan kept ``i``.
     """
-    rows = similar.to(torch.int8)
-    num_heads = rows.shape[0]
+    rows = similar.tolist()
+    num_heads = len(rows)
     dominator = []
     for i in range(num_heads):
         best = i
         for j in range(num_heads):
-            diff = rows[best] - rows[j]  # (H,)
-            strictly_contained = bool((diff == -1).any()) and not bool((diff == 1).any())
-            equal_and_later = not bool(diff.any()) and best < j
+            diff = [a - b for a, b in zip(rows[best], rows[j])]  # S[j*] - S[j]
+            strictly_contained = -1 in diff and 1 not in diff
+            equal_and_later = not any(diff) and best < j
             if strictly_contained or equal_and_later:
                 best = j
         dominator.append(best)
@@ -122,6 +122,58 @@ class EliminationPlan:
         return [h for h, k in enumerate(self.kept_for) if k not in (-1, h)]
 
 
+@dataclass
+class ModuleDistances:
+    """Pairwise head distances of one module's active heads.
+
+    Attributes:
+        num_heads: heads in the module, active or not.
+        live: indices of the active heads, ascending.
+        distances: (L, L) l_inf distances between the active heads.
+    """
+
+    num_heads: int
+    live: List[int]
+    distances: torch.Tensor
+
+    @property
+    def min_distance(self) -> float:
+        """Smallest distance between two active heads (inf with fewer than two)."""
+        if len(self.live) < 2:
+            return float("inf")
+        inf_diagonal = torch.diag(torch.full((len(self.live),), float("inf"), device=self.distances.device))
+        return float((self.distances + inf_diagonal).min())
+
+
+def module_distances(q_weight: torch.Tensor, k_weight: torch.Tensor, v_weight: torch.Tensor, active: torch.Tensor) -> ModuleDistances:
+    """Distances between the active heads of one module.
+
+    Masked heads are left out (their all-zero slices would otherwise look alike).
+
+    Args:
+        q_weight, k_weight, v_weight: (embed, in) projection weights.
+        active: (H,) bool, heads not yet masked; at least one must be true.
+    """
+    num_heads = active.numel()
+    live = [h for h in range(num_heads) if bool(active[h])]
+    if not live:
+        raise ValueError("an attention module must keep at least one active head")
+    params = head_parameters(q_weight.detach().float(), k_weight.detach().float(), v_weight.detach().float(), num_heads)
+    return ModuleDistances(num_heads=num_heads, live=live, distances=head_distances(params[live]))
+
+
+def plan_from_distances(module: ModuleDistances, theta: float) -> EliminationPlan:
+    """Algorithm 2 (ELIM_REDUNDANT) on one module's active heads at threshold ``theta``.
+
+    Indices keep their order, so the bias towards later heads is the paper's.
+    """
+    kept_for = [-1] * module.num_heads
+    local = resolve_chains(find_dominating(similarity_matrix(module.distances, theta)))
+    for position, head in enumerate(module.live):
+        kept_for[head] = module.live[local[position]]
+    return EliminationPlan(kept_for=kept_for, min_distance=module.min_distance)
+
+
 def plan_elimination(
     q_weight: torch.Tensor,
     k_weight: torch.Tensor,
@@ -129,10 +181,7 @@ def plan_elimination(
     active: torch.Tensor,
     theta: float,
 ) -> EliminationPlan:
-    """Algorithm 2 (ELIM_REDUNDANT) restricted to the module's active heads.
-
-    Masked heads are left out of the similarity graph (their all-zero slices would otherwise look
-    alike). Indices keep their order, so the bias towards later heads is the paper's.
+    """Algorithm 2 restricted to the module's active heads (see :func:`module_distances`).
 
     Args:
         q_weight, k_weight, v_weight: (embed, in) projection weights.
@@ -141,19 +190,7 @@ def plan_elimination(
     Returns:
         An :class:`EliminationPlan`; at least one active head is always kept.
     """
-    num_heads = active.numel()
-    live = [h for h in range(num_heads) if bool(active[h])]
-    if not live:
-        raise ValueError("an attention module must keep at least one active head")
-    params = head_parameters(q_weight.detach().float(), k_weight.detach().float(), v_weight.detach().float(), num_heads)
-    distances = head_distances(params[live])  # (L, L)
-    off_diagonal = distances + torch.diag(torch.full((len(live),), float("inf"), device=distances.device))
-    min_distance = float(off_diagonal.min()) if len(live) > 1 else float("inf")
-    kept_for = [-1] * num_heads
-    local = resolve_chains(find_dominating(similarity_matrix(distances, theta)))
-    for position, head in enumerate(live):
-        kept_for[head] = live[local[position]]
-    return EliminationPlan(kept_for=kept_for, min_distance=min_distance)
+    return plan_from_distances(module_distances(q_weight, k_weight, v_weight, active), theta)
 
 
 def fold_out_projection(out_weight: torch.Tensor, kept_for: List[int], head_dim: int) -> torch.Tensor:

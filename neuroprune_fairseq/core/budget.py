@@ -1,0 +1,65 @@
+"""Choosing the similarity threshold of an elimination pass from a head budget.
+
+The paper's head count is only an implicit function of theta (its stated limitation). Here a pass is
+asked for a total number of heads: the threshold is searched among the distances that actually occur.
+"""
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from .heads import EliminationPlan, ModuleDistances, plan_from_distances
+
+
+def kept_heads(plan: EliminationPlan) -> int:
+    """Active heads left after ``plan``."""
+    return len({keeper for keeper in plan.kept_for if keeper != -1})
+
+
+def scheduled_target(total: int, budget: int, pass_index: int, passes: int) -> int:
+    """Heads to keep after pass ``pass_index`` (1-based) of a linear schedule from ``total`` to ``budget``.
+
+    Pass ``i`` of ``passes`` aims at ``budget + (total - budget) * (passes - i) / passes`` (rounded up);
+    every pass after the last aims at ``budget``.
+    """
+    remaining = max(passes - pass_index, 0)
+    return budget + -(-(total - budget) * remaining // passes)
+
+
+@dataclass
+class ThetaChoice:
+    """The outcome of :func:`choose_theta`.
+
+    Attributes:
+        theta: threshold to use, or None when no threshold removes a head without going below the floor.
+        kept: total heads that threshold keeps.
+        reached: whether ``kept <= target``.
+    """
+
+    theta: Optional[float]
+    kept: int
+    reached: bool
+
+
+def choose_theta(modules: Sequence[ModuleDistances], target: int, floor: int) -> ThetaChoice:
+    """The smallest theta whose pass keeps at most ``target`` heads in total and at least ``floor``.
+
+    Candidates are the pairwise distances present in the modules, tried in ascending order. When no
+    candidate reaches ``target`` without going below ``floor``, the candidate that keeps the fewest heads
+    (still >= ``floor``) is returned with ``reached=False``.
+
+    Args:
+        modules: distances of every attention module's active heads.
+        target: heads to keep after this pass.
+        floor: never keep fewer heads than this (the budget).
+    """
+    current = sum(len(m.live) for m in modules)
+    best = ThetaChoice(theta=None, kept=current, reached=current <= target)
+    if best.reached:
+        return best
+    candidates = sorted({float(d) for m in modules for i, row in enumerate(m.distances) for d in row[i + 1 :]})
+    for theta in candidates:
+        kept = sum(kept_heads(plan_from_distances(m, theta)) for m in modules)
+        if floor <= kept < best.kept:
+            best = ThetaChoice(theta=theta, kept=kept, reached=kept <= target)
+            if best.reached:
+                return best
+    return best
