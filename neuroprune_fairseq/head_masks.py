@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from .core.budget import ThetaChoice, choose_theta
-from .core.heads import EliminationPlan, fold_out_projection, head_row_mask, module_distances, plan_elimination
+from .core.heads import EliminationPlan, fold_out_projection, head_row_mask, module_distances, plan_from_distances
 from .model_parts import attention_modules, unwrap
 
 MASK_BUFFER = "np_head_mask"
@@ -92,15 +92,22 @@ def enforce(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def eliminate_module(attn: nn.Module, theta: float) -> EliminationPlan:
-    """One ELIM_REDUNDANT pass on one module: fold pruned heads into their dominators, mask them."""
-    mask = head_mask(attn)
-    plan = plan_elimination(attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, mask > 0, theta)
+def apply_plan(attn: nn.Module, plan: EliminationPlan) -> EliminationPlan:
+    """Fold ``plan``'s pruned heads into their dominators and mask them."""
     if plan.pruned:
         attn.out_proj.weight.copy_(fold_out_projection(attn.out_proj.weight, plan.kept_for, attn.head_dim))
-        mask[plan.pruned] = 0
+        head_mask(attn)[plan.pruned] = 0
         enforce_module(attn)
     return plan
+
+
+def _distances(attn: nn.Module):
+    return module_distances(attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, head_mask(attn) > 0)
+
+
+def eliminate_module(attn: nn.Module, theta: float) -> EliminationPlan:
+    """One ELIM_REDUNDANT pass on one module at threshold ``theta``."""
+    return apply_plan(attn, plan_from_distances(_distances(attn), theta))
 
 
 def eliminate(model: nn.Module, theta: float) -> Dict[str, EliminationPlan]:
@@ -114,11 +121,11 @@ def eliminate_to_budget(model: nn.Module, target: int, floor: int) -> Tuple[Thet
     Returns the choice and the plans applied (none when no threshold fits).
     """
     modules = attention_modules(model)
-    distances = [module_distances(a.q_proj.weight, a.k_proj.weight, a.v_proj.weight, head_mask(a) > 0) for _, a in modules]
+    distances = [_distances(attn) for _, attn in modules]
     choice = choose_theta(distances, target, floor)
     if choice.theta is None:
         return choice, {}
-    return choice, {name: eliminate_module(attn, choice.theta) for name, attn in modules}
+    return choice, {name: apply_plan(attn, plan_from_distances(d, choice.theta)) for (name, attn), d in zip(modules, distances)}
 
 
 def heads_kept(model: nn.Module) -> Dict[str, int]:

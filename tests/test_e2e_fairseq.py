@@ -119,3 +119,13 @@ def test_head_budget_schedule_in_fairseq_train(pipeline, tmp_path):
     assert len(kept) == 2 and kept[0] >= 81 and 54 <= kept[1] < 108
     assert kept[1] == 54 or "not reachable this pass" in log  # measured here: 81 then 54
     assert _heads(_model_state(tmp_path / "ckpt" / "checkpoint_last.pt")) == kept[1]
+
+
+def test_nan_during_training_is_reported_by_fairseq(pipeline, tmp_path):
+    """An absurd learning rate overflows the weights; with the penalties on, fairseq's own check still
+    stops the run with its message (nothing in the plugin swallows inf/NaN)."""
+    bin_dir = pipeline["save"].parent / "bin"
+    proc = run("fairseq-train", *train_args(bin_dir, tmp_path / "ckpt", "--np-alpha", "0.01", "--np-beta", "0.01",
+                                            "--lr", "1e30", "--max-epoch", "1"), check=False)
+    assert proc.returncode != 0
+    assert "gradients are Nan/Inf" in proc.stdout + proc.stderr
