@@ -1,4 +1,4 @@
-"""Numbers about a model read from its state dict alone (no model construction, no fairseq import).
+"""Numbers about a model read from its state dict alone (no model construction needed).
 
 Key conventions are fairseq's transformer: ``<module>.{q,k,v,out}_proj.weight`` for attention and
 ``<layer>.fc1.weight`` / ``<layer>.fc2.weight`` for FFNs; head masks are ``<module>.np_head_mask``.

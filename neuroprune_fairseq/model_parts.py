@@ -40,14 +40,3 @@ def short_name(name: str) -> str:
         kind = {"self_attn": "self", "encoder_attn": "cross"}.get(parts[3], parts[3])
         return f"{side}{parts[2]}.{kind}"
     return name
-
-
-def prunable_weights(model: nn.Module) -> List:
-    """The matrices whose near-zero share is the reported weight sparsity:
-    q/k/v/out weights of every attention module and fc1/fc2 weights of every FFN."""
-    weights = []
-    for _, attn in attention_modules(model):
-        weights += [attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, attn.out_proj.weight]
-    for _, fc1, fc2 in ffn_blocks(model):
-        weights += [fc1.weight, fc2.weight]
-    return weights

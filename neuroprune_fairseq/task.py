@@ -17,8 +17,8 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from . import head_masks
 from .core.budget import scheduled_target
-from .core.sparsity import count_near_zero
-from .model_parts import attention_modules, prunable_weights, short_name, unwrap
+from .checkpoint_stats import weight_sparsity
+from .model_parts import attention_modules, short_name, unwrap
 from .optim_sync import copy_model_params_to_master
 from .rank_check import check_identical_across_ranks
 
@@ -47,12 +47,6 @@ class NeuroPruneTranslationConfig(TranslationConfig):
         default=1,
         metadata={"help": "first epoch after which heads are eliminated (earlier epochs only train, e.g. pretraining)"},
     )
-
-
-def weight_sparsity(model, eps: float) -> float:
-    """Share of prunable weights (q/k/v/out, fc1/fc2) with ``|w| < eps``."""
-    near_zero, total = count_near_zero(prunable_weights(model), eps)
-    return near_zero / max(total, 1)
 
 
 @register_task("neuroprune_translation", dataclass=NeuroPruneTranslationConfig)
@@ -158,7 +152,7 @@ class NeuroPruneTranslationTask(TranslationTask):
     def _log_epoch(self, epoch: int, model, theta, plans) -> None:
         kept = head_masks.heads_kept(model)
         total_kept, total = sum(kept.values()), head_masks.total_heads(model)
-        sparsity = weight_sparsity(model, self.cfg.np_eps)
+        sparsity = weight_sparsity(unwrap(model).state_dict(), self.cfg.np_eps)
         pruned_now = sum(len(p.pruned) for p in plans.values())
         action = f"theta {theta:g}, pruned {pruned_now} heads" if theta is not None else "no elimination"
         logger.info(f"neuroprune | epoch {epoch:03d} | {action} | heads kept {total_kept}/{total} | weight sparsity {sparsity:.4f}")

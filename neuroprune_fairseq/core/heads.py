@@ -4,7 +4,7 @@ Layout follows ``nn.Linear`` (out, in): head ``h`` of a module with ``head_dim =
 ``h*d:(h+1)*d`` of the q/k/v weights and biases and columns ``h*d:(h+1)*d`` of the out-projection
 weight (the weights that consume the head's output, the paper's ``L_in,H``).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List
 
 import torch
@@ -130,19 +130,21 @@ class ModuleDistances:
         num_heads: heads in the module, active or not.
         live: indices of the active heads, ascending.
         distances: (L, L) l_inf distances between the active heads.
+        min_distance: smallest distance between two active heads (inf with fewer than two); derived once
+            here because every plan at every candidate theta reports it.
     """
 
     num_heads: int
     live: List[int]
     distances: torch.Tensor
+    min_distance: float = field(init=False)
 
-    @property
-    def min_distance(self) -> float:
-        """Smallest distance between two active heads (inf with fewer than two)."""
+    def __post_init__(self):
         if len(self.live) < 2:
-            return float("inf")
-        inf_diagonal = torch.diag(torch.full((len(self.live),), float("inf"), device=self.distances.device))
-        return float((self.distances + inf_diagonal).min())
+            self.min_distance = float("inf")
+        else:
+            inf_diagonal = torch.diag(torch.full((len(self.live),), float("inf"), device=self.distances.device))
+            self.min_distance = float((self.distances + inf_diagonal).min())
 
 
 def module_distances(q_weight: torch.Tensor, k_weight: torch.Tensor, v_weight: torch.Tensor, active: torch.Tensor) -> ModuleDistances:
