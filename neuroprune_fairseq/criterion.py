@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 
 import torch
 from fairseq import metrics, utils
+from fairseq.dataclass import ChoiceEnum
 from fairseq.criterions import register_criterion
 from fairseq.criterions.label_smoothed_cross_entropy import (
     LabelSmoothedCrossEntropyCriterion,
     LabelSmoothedCrossEntropyCriterionConfig,
 )
 
-from .core.penalties import attention_penalty, mlp_penalty
+from .core.penalties import attention_penalty, l1_penalty, mlp_penalty
+
+PENALTY_CHOICES = ChoiceEnum(["neuroprune", "l1"])
 from .model_parts import attention_modules, ffn_blocks
 
 
@@ -34,17 +37,25 @@ class NeuroPruneCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
         default=0.0,
         metadata={"help": "weight of the preferential-attachment MLP penalty R_mlp (paper Eq. 1) on the per-token loss scale; 0 disables it"},
     )
+    np_penalty: PENALTY_CHOICES = field(
+        default="neuroprune",
+        metadata={"help": "regularizers weighted by --np-alpha / --np-beta: 'neuroprune' (Eq. 2 group l1^0.5 on q/k/v, Eq. 1 weighted l1 on fc1/fc2) or 'l1' (the paper's l1 baseline: plain l1 on the same q/k/v and fc1/fc2 weights)"},
+    )
 
 
-def model_penalties(model, eps: float):
-    """``(R_attn, R_mlp)`` summed over all attention modules and all FFN blocks of ``model``."""
+def model_penalties(model, eps: float, kind: str = "neuroprune"):
+    """``(R_attn, R_mlp)`` summed over all attention modules and all FFN blocks of ``model``.
+
+    ``kind`` 'neuroprune' gives Eq. 2 and Eq. 1; 'l1' gives the plain l1 of the same matrices.
+    """
+    attn_term = attention_penalty if kind == "neuroprune" else l1_penalty
     device = next(model.parameters()).device
     r_attn = torch.zeros((), device=device)
     for _, attn in attention_modules(model):
-        r_attn = r_attn + attention_penalty(attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight)
+        r_attn = r_attn + attn_term(attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight)
     r_mlp = torch.zeros((), device=device)
     for _, fc1, fc2 in ffn_blocks(model):
-        r_mlp = r_mlp + mlp_penalty(fc1.weight, fc2.weight, eps)
+        r_mlp = r_mlp + (mlp_penalty(fc1.weight, fc2.weight, eps) if kind == "neuroprune" else l1_penalty(fc1.weight, fc2.weight))
     return r_attn, r_mlp
 
 
@@ -52,21 +63,22 @@ def model_penalties(model, eps: float):
 class NeuroPruneCriterion(LabelSmoothedCrossEntropyCriterion):
     """``loss + alpha * R_attn + beta * R_mlp`` with each term logged as its own metric."""
 
-    def __init__(self, task, sentence_avg, label_smoothing, ignore_prefix_size=0, report_accuracy=False, np_alpha=0.0, np_beta=0.0):
+    def __init__(self, task, sentence_avg, label_smoothing, ignore_prefix_size=0, report_accuracy=False, np_alpha=0.0, np_beta=0.0, np_penalty="neuroprune"):
         super().__init__(task, sentence_avg, label_smoothing, ignore_prefix_size=ignore_prefix_size, report_accuracy=report_accuracy)
         for flag, value in (("--np-alpha", np_alpha), ("--np-beta", np_beta)):
             if value < 0:
                 raise ValueError(f"{flag} must be >= 0, got {value}")
         self.np_alpha = np_alpha
         self.np_beta = np_beta
+        self.np_penalty = str(np_penalty)
         self.np_eps = getattr(getattr(task, "cfg", None), "np_eps", None)
-        if np_beta > 0 and self.np_eps is None:
+        if np_beta > 0 and self.np_penalty == "neuroprune" and self.np_eps is None:
             raise ValueError("--np-beta > 0 needs --task neuroprune_translation (it defines --np-eps, the near-zero threshold)")
 
     def forward(self, model, sample, reduce=True):
         loss, sample_size, logging_output = super().forward(model, sample, reduce=reduce)
         if model.training and (self.np_alpha > 0 or self.np_beta > 0):
-            r_attn, r_mlp = model_penalties(model, self.np_eps or 0.0)
+            r_attn, r_mlp = model_penalties(model, self.np_eps or 0.0, self.np_penalty)
             loss = loss + sample_size * (self.np_alpha * r_attn + self.np_beta * r_mlp)
             logging_output["np_attn"] = r_attn.detach() * sample_size
             logging_output["np_mlp"] = r_mlp.detach() * sample_size

@@ -17,6 +17,8 @@ from .model_parts import attention_modules, unwrap
 
 MASK_BUFFER = "np_head_mask"
 PRUNED_EPOCH_BUFFER = "np_last_pruned_epoch"
+DSP_LOGITS_KEY = "np_dsp_logits"  # DSP's gate logits in a checkpoint's model state (see dsp_gates)
+DSP_ROOT_FLAG = "_np_dsp_training"  # set on a model whose DSP gates are training
 
 
 def _check_or_fill_mask(module, state_dict, prefix, *args):
@@ -36,8 +38,12 @@ def _check_or_fill_mask(module, state_dict, prefix, *args):
         raise ValueError(f"checkpoint head mask {key} must be 0/1 with at least one active head, got {mask.tolist()}")
 
 
-def _fill_pruned_epoch(module, state_dict, prefix, *args):
+def _prepare_root_state(module, state_dict, prefix, *args):
+    """Load-time pre-hook of the model: a missing pruned-epoch counter starts at 0, and DSP's gate
+    logits are dropped unless this model trains DSP gates (they only matter to DSP training)."""
     state_dict.setdefault(prefix + PRUNED_EPOCH_BUFFER, torch.zeros((), dtype=torch.long))
+    if not getattr(module, DSP_ROOT_FLAG, False):
+        state_dict.pop(prefix + DSP_LOGITS_KEY, None)
 
 
 def attach(model: nn.Module) -> None:
@@ -54,7 +60,7 @@ def attach(model: nn.Module) -> None:
     root = unwrap(model)
     if not hasattr(root, PRUNED_EPOCH_BUFFER):
         root.register_buffer(PRUNED_EPOCH_BUFFER, torch.zeros((), dtype=torch.long))
-        root._register_load_state_dict_pre_hook(_fill_pruned_epoch, with_module=True)
+        root._register_load_state_dict_pre_hook(_prepare_root_state, with_module=True)
     for _, attn in modules:
         if hasattr(attn, MASK_BUFFER):
             continue

@@ -17,6 +17,7 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from . import head_masks
 from .core.budget import scheduled_target
+from .dsp_gates import DSPGates
 from .checkpoint_stats import weight_sparsity
 from .model_parts import attention_modules, short_name, unwrap
 from .optim_sync import copy_model_params_to_master
@@ -47,6 +48,51 @@ class NeuroPruneTranslationConfig(TranslationConfig):
         default=1,
         metadata={"help": "first epoch after which heads are eliminated (earlier epochs only train, e.g. pretraining)"},
     )
+    np_dsp_heads: Optional[int] = field(
+        default=None,
+        metadata={"help": "DSP baseline: heads to keep (K); learns one gate logit per head with a Gumbel soft top-K and stores the hard top-K as head masks in checkpoints; unset = no DSP"},
+    )
+    np_dsp_per_module: bool = field(
+        default=False,
+        metadata={"help": "DSP: keep K / (attention modules) heads in every module instead of the best K over the whole model"},
+    )
+    np_dsp_lr: float = field(
+        default=0.1,
+        metadata={"help": "DSP: constant Adam learning rate of the gate logits (their own optimizer, not scheduled with --lr)"},
+    )
+    np_dsp_temp_init: float = field(
+        default=1.0,
+        metadata={"help": "DSP: Gumbel soft top-K temperature at the first update"},
+    )
+    np_dsp_temp_final: float = field(
+        default=0.05,
+        metadata={"help": "DSP: temperature reached after --np-dsp-anneal-updates updates (exponential schedule) and kept after"},
+    )
+    np_dsp_anneal_updates: int = field(
+        default=1000,
+        metadata={"help": "DSP: updates over which the temperature falls from --np-dsp-temp-init to --np-dsp-temp-final"},
+    )
+    np_dsp_seed: int = field(
+        default=1,
+        metadata={"help": "DSP: seed of the Gumbel noise, which depends on this seed and the update number only (identical on all ranks and on resume)"},
+    )
+    np_dsp_straight_through: bool = field(
+        default=False,
+        metadata={"help": "DSP: straight-through variant (hard top-K in the forward pass, relaxed gradient)"},
+    )
+
+
+def _check_dsp_flags(cfg) -> None:
+    """Clear errors for DSP flags that cannot work (the head range is checked once the model exists)."""
+    if cfg.np_dsp_heads is None:
+        return
+    if cfg.np_theta is not None or cfg.np_head_budget is not None:
+        raise ValueError("--np-dsp-heads (DSP) cannot be combined with --np-theta / --np-head-budget (NeuroPrune's elimination): pick one method")
+    for flag, value in (("--np-dsp-lr", cfg.np_dsp_lr), ("--np-dsp-temp-init", cfg.np_dsp_temp_init), ("--np-dsp-temp-final", cfg.np_dsp_temp_final)):
+        if not value > 0:
+            raise ValueError(f"{flag} must be > 0, got {value}")
+    if cfg.np_dsp_anneal_updates < 0:
+        raise ValueError(f"--np-dsp-anneal-updates must be >= 0, got {cfg.np_dsp_anneal_updates}")
 
 
 @register_task("neuroprune_translation", dataclass=NeuroPruneTranslationConfig)
@@ -66,10 +112,12 @@ class NeuroPruneTranslationTask(TranslationTask):
             raise ValueError(f"--np-budget-passes must be >= 1, got {cfg.np_budget_passes}")
         if cfg.np_prune_start_epoch < 1:
             raise ValueError(f"--np-prune-start-epoch must be >= 1, got {cfg.np_prune_start_epoch}")
+        _check_dsp_flags(cfg)
         super().__init__(cfg, src_dict, tgt_dict)
         self._train_epoch_itr = None
         self._epochs_begun = set()  # epochs started in this process
         self._epochs_ended = set()  # epochs whose end-of-epoch step ran in this process
+        self.dsp: Optional[DSPGates] = None
 
     def build_model(self, cfg, from_checkpoint=False):
         for side in ("encoder", "decoder"):
@@ -84,7 +132,38 @@ class NeuroPruneTranslationTask(TranslationTask):
                 f"--np-head-budget {budget} is outside what this model allows: at least one head in each of its "
                 f"{modules} attention modules, at most its {head_masks.total_heads(model)} heads"
             )
+        if self.cfg.np_dsp_heads is not None:
+            self.dsp = self._build_dsp(model)
         return model
+
+    def _build_dsp(self, model) -> DSPGates:
+        cfg = self.cfg
+        try:
+            return DSPGates(
+                model, cfg.np_dsp_heads, cfg.np_dsp_per_module, cfg.np_dsp_lr, cfg.np_dsp_temp_init,
+                cfg.np_dsp_temp_final, cfg.np_dsp_anneal_updates, cfg.np_dsp_straight_through, cfg.np_dsp_seed,
+            )
+        except ValueError as err:
+            raise ValueError(f"--np-dsp-heads {cfg.np_dsp_heads}{' with --np-dsp-per-module' if cfg.np_dsp_per_module else ''}: {err}") from err
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        if self.dsp is None:
+            return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        self.dsp.sample(update_num)
+        metrics.log_scalar("np_dsp_tau", self.dsp.temperature(update_num), weight=0, round=4)
+        loss, sample_size, logging_output = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        if not ignore_grad:
+            self.dsp.add_sample_size(sample_size)
+        return loss, sample_size, logging_output
+
+    def valid_step(self, sample, model, criterion):
+        if self.dsp is None:
+            return super().valid_step(sample, model, criterion)
+        self.dsp.use_hard_mask()  # validate what the checkpoint will hold
+        try:
+            return super().valid_step(sample, model, criterion)
+        finally:
+            self.dsp.clear()
 
     def get_batch_iterator(self, dataset, *args, **kwargs):
         epoch_itr = super().get_batch_iterator(dataset, *args, **kwargs)
@@ -107,6 +186,8 @@ class NeuroPruneTranslationTask(TranslationTask):
 
     def optimizer_step(self, optimizer, model, update_num):
         super().optimizer_step(optimizer, model, update_num)
+        if self.dsp is not None:
+            self.dsp.step(optimizer)
         if any(not bool(head_masks.head_mask(attn).all()) for _, attn in attention_modules(model)):
             head_masks.enforce(model)  # undo optimizer drift (momentum, weight decay) on pruned heads
             copy_model_params_to_master(optimizer)
@@ -150,11 +231,13 @@ class NeuroPruneTranslationTask(TranslationTask):
         return choice.theta, plans
 
     def _log_epoch(self, epoch: int, model, theta, plans) -> None:
-        kept = head_masks.heads_kept(model)
+        kept = head_masks.heads_kept(model) if self.dsp is None else self.dsp.heads_per_module()
         total_kept, total = sum(kept.values()), head_masks.total_heads(model)
         sparsity = weight_sparsity(unwrap(model).state_dict(), self.cfg.np_eps)
         pruned_now = sum(len(p.pruned) for p in plans.values())
         action = f"theta {theta:g}, pruned {pruned_now} heads" if theta is not None else "no elimination"
+        if self.dsp is not None:
+            action = f"DSP hard top-{self.cfg.np_dsp_heads} of the gate logits (what checkpoints hold)"
         logger.info(f"neuroprune | epoch {epoch:03d} | {action} | heads kept {total_kept}/{total} | weight sparsity {sparsity:.4f}")
         logger.info("neuroprune | heads kept per module: " + " ".join(f"{short_name(n)}={k}" for n, k in kept.items()))
         if plans:

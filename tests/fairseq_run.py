@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 import neuroprune_fairseq
 
 PLUGIN_DIR = str(Path(neuroprune_fairseq.__file__).parent)
@@ -58,3 +60,32 @@ def train_args(bin_dir: Path, save_dir: Path, *extra: str, task="neuroprune_tran
         "--save-dir", str(save_dir), "--no-progress-bar", "--log-format", "simple", "--log-interval", "1",
         "--seed", "1", "--num-workers", "0", *extra,
     ]
+
+
+def build_in_process(tmp_path, *extra, model_args=TINY_MODEL):
+    """Task, model and criterion built through fairseq's own flag parsing, on a 20-word dictionary."""
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    for lang in ("de", "en"):
+        (tmp_path / f"dict.{lang}.txt").write_text("".join(f"w{i} 1\n" for i in range(20)))
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, [
+        str(tmp_path), "--user-dir", PLUGIN_DIR, "--task", "neuroprune_translation", "-s", "de", "-t", "en",
+        "--criterion", "neuroprune_label_smoothed_cross_entropy", "--label-smoothing", "0.1", *model_args, *extra,
+    ])
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    torch.manual_seed(0)
+    return task, task.build_model(cfg.model), task.build_criterion(cfg.criterion)
+
+
+def random_sample(task):
+    """A random 3-sentence batch in fairseq's sample format."""
+    torch.manual_seed(1)
+    d = task.target_dictionary
+    src = torch.randint(d.nspecial, len(d), (3, 5))
+    tgt = torch.randint(d.nspecial, len(d), (3, 4))
+    prev = torch.cat([torch.full((3, 1), d.eos()), tgt[:, :-1]], 1)
+    return {"net_input": {"src_tokens": src, "src_lengths": torch.full((3,), 5), "prev_output_tokens": prev},
+            "target": tgt, "ntokens": tgt.numel(), "nsentences": 3}

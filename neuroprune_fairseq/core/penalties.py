@@ -70,3 +70,14 @@ def attention_penalty(q_weight: torch.Tensor, k_weight: torch.Tensor, v_weight: 
         q_weight.float().abs().sum(dim=0) + k_weight.float().abs().sum(dim=0) + v_weight.float().abs().sum(dim=0)
     )  # (in,)
     return safe_sqrt(group_l1).sum()
+
+
+def l1_penalty(*weights: torch.Tensor) -> torch.Tensor:
+    """Plain l1 norm summed over matrices (the l1 baseline's regularizer), in float32.
+
+    Args:
+        weights: tensors of any shape.
+    Returns:
+        0-dim float32 tensor ``sum |w|``.
+    """
+    return sum(w.float().abs().sum() for w in weights)

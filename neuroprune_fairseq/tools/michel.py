@@ -1,0 +1,145 @@
+"""Michel et al. (2019) head-importance pruning of a fairseq checkpoint: keep K heads, write head masks.
+
+Usage:
+    python -m neuroprune_fairseq.tools.michel --checkpoint DENSE.pt --data-bin DIR --heads K --out PRUNED.pt \
+        [--steps 1] [--normalize-per-module] [--subset valid] [--max-tokens 4096]
+
+Importance of head h = sum over batches of |dL/dxi_h| (xi_h a gate on the head's output, computed from
+the out-projection's ordinary gradient, see core.importance), with the checkpoint's own criterion in
+eval mode (no dropout, no regularizer). ``--steps 1`` prunes in one shot; more steps prune to evenly
+spaced head counts and re-score the pruned model before each step (Michel et al.'s iterative variant).
+Every module keeps at least one head. The output is the input checkpoint with head masks set (pruned
+heads' q/k/v rows and out columns zeroed), loadable by fairseq-generate and fine-tunable with
+``--task neuroprune_translation --finetune-from-model``.
+"""
+import argparse
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .. import head_masks
+from ..core.importance import head_gate_gradient, iterative_targets, normalize_per_module
+from ..core.selection import keep_top_k
+from ..model_parts import attention_modules, short_name
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, help="fairseq checkpoint to prune (usually the dense pretrained one)")
+    p.add_argument("--data-bin", required=True, help="fairseq-preprocess output directory with the scoring split")
+    p.add_argument("--heads", type=int, required=True, help="heads to keep in total (K)")
+    p.add_argument("--out", required=True, help="pruned checkpoint to write (refused if it exists, unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--steps", type=int, default=1, help="pruning rounds; >1 re-scores the pruned model before each round")
+    p.add_argument("--normalize-per-module", action="store_true", help="divide each module's scores by their l2 norm (Michel et al.'s per-layer normalisation)")
+    p.add_argument("--subset", default="valid", help="split whose loss gradients score the heads")
+    p.add_argument("--max-tokens", type=int, default=4096, help="tokens per scoring batch")
+    p.add_argument("--max-batches", type=int, default=0, help="score on at most this many batches (0 = the whole split)")
+    p.add_argument("--scores-json", default=None, help="also write each round's importance scores per module to this JSON file")
+    p.add_argument("--cpu", action="store_true", help="score on CPU even if CUDA is available")
+    return p.parse_args(argv)
+
+
+def load(args):
+    """The checkpoint's model (head masks attached), criterion and task, with data from --data-bin."""
+    from fairseq import checkpoint_utils
+
+    import neuroprune_fairseq  # noqa: F401  (registers the plugin's task, criterion and archs)
+
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([args.checkpoint], arg_overrides={"data": args.data_bin})
+    model = models[0]
+    head_masks.attach(model)
+    if torch.cuda.is_available() and not args.cpu:
+        model.cuda()
+    return model, task.build_criterion(cfg.criterion), task
+
+
+def score_heads(model, criterion, task, args):
+    """(N,) summed |dL/dxi_h| over the scoring split, module after module."""
+    from fairseq import utils
+
+    task.load_dataset(args.subset)
+    dataset = task.dataset(args.subset)
+    batches = task.get_batch_iterator(
+        dataset=dataset, max_tokens=args.max_tokens, ignore_invalid_inputs=True, seed=1,
+        max_positions=utils.resolve_max_positions(task.max_positions(), model.max_positions()),
+    ).next_epoch_itr(shuffle=False)
+    modules = attention_modules(model)
+    scores = [torch.zeros(attn.num_heads) for _, attn in modules]
+    model.eval()
+    for i, sample in enumerate(batches):
+        if args.max_batches and i >= args.max_batches:
+            break
+        if next(model.parameters()).is_cuda:
+            sample = utils.move_to_cuda(sample)
+        model.zero_grad()
+        loss, _, _ = criterion(model, sample)
+        loss.backward()
+        for score, (_, attn) in zip(scores, modules):
+            score += head_gate_gradient(attn.out_proj.weight, attn.out_proj.weight.grad, attn.num_heads).abs().cpu()
+    model.zero_grad()
+    return scores
+
+
+def current_mask(model) -> torch.Tensor:
+    return torch.cat([head_masks.head_mask(attn).detach().cpu() for _, attn in attention_modules(model)])
+
+
+@torch.no_grad()
+def apply_mask(model, mask: torch.Tensor) -> None:
+    start = 0
+    for _, attn in attention_modules(model):
+        head_masks.head_mask(attn).copy_(mask[start : start + attn.num_heads])
+        head_masks.enforce_module(attn)
+        start += attn.num_heads
+
+
+def check_args(args) -> None:
+    for path, flag in ((args.checkpoint, "--checkpoint"), (args.data_bin, "--data-bin")):
+        if not os.path.exists(path):
+            raise SystemExit(f"{flag}: {path} does not exist")
+    if Path(args.out).exists() and not args.overwrite:
+        raise SystemExit(f"--out: {args.out} exists; pass --overwrite to replace it")
+    parent = Path(args.out).resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SystemExit(f"--out: cannot create {parent}: {err}")
+    if not os.access(parent, os.W_OK):
+        raise SystemExit(f"--out: {parent} is not writable")
+    if args.steps < 1:
+        raise SystemExit(f"--steps must be >= 1, got {args.steps}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    check_args(args)
+    model, criterion, task = load(args)
+    modules = attention_modules(model)
+    sizes = [attn.num_heads for _, attn in modules]
+    start = int(current_mask(model).sum())
+    if not len(sizes) <= args.heads <= start:
+        raise SystemExit(f"--heads {args.heads}: must be between {len(sizes)} (one per attention module) and the {start} heads now active")
+    rounds = []
+    for target in iterative_targets(start, args.heads, args.steps):
+        per_module = score_heads(model, criterion, task, args)
+        if args.normalize_per_module:
+            per_module = normalize_per_module(per_module)
+        flat = torch.cat(per_module)
+        apply_mask(model, keep_top_k(flat, sizes, target, active=current_mask(model)))
+        rounds.append({short_name(name): s.tolist() for (name, _), s in zip(modules, per_module)})
+        print(f"michel | round {len(rounds)}/{args.steps}: kept {int(current_mask(model).sum())} heads")
+    checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    checkpoint["model"] = {k: v.cpu() for k, v in model.state_dict().items()}
+    torch.save(checkpoint, args.out)
+    if args.scores_json:
+        Path(args.scores_json).write_text(json.dumps({"rounds": rounds}, indent=2) + "\n")
+    kept = head_masks.heads_kept(model)
+    print("michel | heads kept per module: " + " ".join(f"{short_name(n)}={k}" for n, k in kept.items()))
+    print(f"michel | wrote {args.out} with {sum(kept.values())}/{sum(sizes)} heads")
+
+
+if __name__ == "__main__":
+    main()

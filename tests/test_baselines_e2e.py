@@ -1,0 +1,75 @@
+"""The baselines end to end with the real fairseq CLI on a tiny corpus, from one pretrained checkpoint:
+DSP fine-tuning and Michel importance pruning keep exactly K heads, and both generate."""
+import json
+
+import pytest
+import torch
+
+from neuroprune_fairseq.head_masks import masks_from_state_dict
+from neuroprune_fairseq.tools import evaluate, michel
+
+from .fairseq_run import PLUGIN_DIR, preprocess, run, train_args, write_toy_corpus
+
+
+def _heads(path):
+    masks = masks_from_state_dict(torch.load(path, map_location="cpu", weights_only=False)["model"])
+    return sum(map(sum, masks.values())), masks
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("baselines")
+    write_toy_corpus(root / "text")
+    preprocess(root / "text", root / "bin")
+    run("fairseq-train", *train_args(root / "bin", root / "dense", "--max-epoch", "2"))
+    return root
+
+
+def test_dsp_fine_tuning_keeps_exactly_k_heads_and_generates(pretrained, tmp_path):
+    save = tmp_path / "dsp"
+    log = run("fairseq-train", *train_args(
+        pretrained / "bin", save, "--max-epoch", "2", "--np-dsp-heads", "27", "--np-dsp-anneal-updates", "6",
+        "--finetune-from-model", str(pretrained / "dense" / "checkpoint_last.pt")))
+    out = log.stdout + log.stderr
+    assert "np_dsp_tau" in out and "DSP hard top-27" in out
+    kept, masks = _heads(save / "checkpoint_last.pt")
+    assert kept == 27 and all(sum(m) >= 1 for m in masks.values())
+    record = evaluate.main(["--checkpoint", str(save / "checkpoint_last.pt"), "--data-bin", str(pretrained / "bin"),
+                            "--out", str(tmp_path / "dsp.json"), "--method", "dsp", "--beam", "2", "--cpu"])
+    assert record["heads_kept"] == 27 and record["sentences"] == 16 and record["method"] == "dsp"
+
+
+def test_michel_pruning_keeps_k_heads_and_survives_fine_tuning(pretrained, tmp_path):
+    pruned = tmp_path / "michel.pt"
+    michel.main(["--checkpoint", str(pretrained / "dense" / "checkpoint_last.pt"), "--data-bin", str(pretrained / "bin"),
+                 "--heads", "54", "--steps", "2", "--normalize-per-module", "--out", str(pruned), "--cpu"])
+    assert _heads(pruned)[0] == 54
+    save = tmp_path / "finetuned"
+    run("fairseq-train", *train_args(pretrained / "bin", save, "--max-epoch", "1", "--finetune-from-model", str(pruned)))
+    kept, masks = _heads(save / "checkpoint_last.pt")
+    assert kept == 54 and masks == _heads(pruned)[1]
+    gen = run("fairseq-generate", str(pretrained / "bin"), "--user-dir", PLUGIN_DIR, "--task", "neuroprune_translation",
+              "--path", str(save / "checkpoint_last.pt"), "--gen-subset", "test", "--beam", "2", "--cpu")
+    assert gen.stdout.count("\nH-") == 16
+
+
+def test_michel_ranks_a_head_whose_output_is_zeroed_lowest(pretrained, tmp_path):
+    checkpoint = torch.load(pretrained / "dense" / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    out_weight = checkpoint["model"]["decoder.layers.2.encoder_attn.out_proj.weight"]  # (48, 6 * 8)
+    out_weight[:, 3 * 8:4 * 8] = 0  # head 3 of dec2.cross no longer reaches the output
+    silenced = tmp_path / "silenced.pt"
+    torch.save(checkpoint, silenced)
+    michel.main(["--checkpoint", str(silenced), "--data-bin", str(pretrained / "bin"), "--heads", "107",
+                 "--out", str(tmp_path / "pruned.pt"), "--scores-json", str(tmp_path / "scores.json"), "--cpu"])
+    scores = json.loads((tmp_path / "scores.json").read_text())["rounds"][0]
+    flat = [s for module in scores.values() for s in module]
+    assert scores["dec2.cross"][3] == 0.0 and min(flat) == 0.0 and sorted(flat)[1] > 0
+    assert _heads(tmp_path / "pruned.pt")[1]["decoder.layers.2.encoder_attn"] == [1, 1, 1, 0, 1, 1]
+
+
+def test_michel_refuses_bad_input_by_flag(pretrained, tmp_path):
+    dense = str(pretrained / "dense" / "checkpoint_last.pt")
+    with pytest.raises(SystemExit, match="--heads 10: must be between 18"):
+        michel.main(["--checkpoint", dense, "--data-bin", str(pretrained / "bin"), "--heads", "10", "--out", str(tmp_path / "x.pt"), "--cpu"])
+    with pytest.raises(SystemExit, match="--checkpoint: .* does not exist"):
+        michel.main(["--checkpoint", str(tmp_path / "missing.pt"), "--data-bin", str(pretrained / "bin"), "--heads", "54", "--out", str(tmp_path / "x.pt")])
