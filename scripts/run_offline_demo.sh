@@ -40,7 +40,7 @@ DATA_BIN="$DATA_BIN" SAVE_DIR="$RUN_DIR/dense" MAX_EPOCH=1000 MAX_UPDATE="$DENSE
 
 step "5/6 NeuroPrune fine-tuning ($NP_EPOCHS epoch(s), alpha=$ALPHA beta=$BETA theta=$THETA)"
 DATA_BIN="$DATA_BIN" PRETRAINED="$RUN_DIR/dense/checkpoint_last.pt" SAVE_DIR="$RUN_DIR/neuroprune" \
-    MAX_EPOCH="$NP_EPOCHS" ALPHA="$ALPHA" BETA="$BETA" THETA="$THETA" bash examples/iwslt14_de_en/train_neuroprune.sh
+    METHOD=neuroprune MAX_EPOCH="$NP_EPOCHS" ALPHA="$ALPHA" BETA="$BETA" THETA="$THETA" bash examples/iwslt14_de_en/finetune.sh
 
 step "6/6 evaluation (beam $BEAM, full test split) and summary"
 for model in dense neuroprune; do

@@ -1,6 +1,10 @@
 """The baselines end to end with the real fairseq CLI on a tiny corpus, from one pretrained checkpoint:
 DSP fine-tuning and Michel importance pruning keep exactly K heads, and both generate."""
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,7 +12,10 @@ import torch
 from neuroprune_fairseq.head_masks import masks_from_state_dict
 from neuroprune_fairseq.tools import evaluate, michel
 
-from .fairseq_run import PLUGIN_DIR, preprocess, run, train_args, write_toy_corpus
+from .fairseq_run import BIN, PLUGIN_DIR, TINY_MODEL, preprocess, run, train_args, write_toy_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+PRENORM = ("--encoder-normalize-before", "--decoder-normalize-before")  # as the example scripts train
 
 
 def _heads(path):
@@ -21,14 +28,14 @@ def pretrained(tmp_path_factory):
     root = tmp_path_factory.mktemp("baselines")
     write_toy_corpus(root / "text")
     preprocess(root / "text", root / "bin")
-    run("fairseq-train", *train_args(root / "bin", root / "dense", "--max-epoch", "2"))
+    run("fairseq-train", *train_args(root / "bin", root / "dense", *PRENORM, "--max-epoch", "2"))
     return root
 
 
 def test_dsp_fine_tuning_keeps_exactly_k_heads_and_generates(pretrained, tmp_path):
     save = tmp_path / "dsp"
     log = run("fairseq-train", *train_args(
-        pretrained / "bin", save, "--max-epoch", "2", "--np-dsp-heads", "27", "--np-dsp-anneal-updates", "6",
+        pretrained / "bin", save, *PRENORM, "--max-epoch", "2", "--np-dsp-heads", "27", "--np-dsp-anneal-updates", "6",
         "--finetune-from-model", str(pretrained / "dense" / "checkpoint_last.pt")))
     out = log.stdout + log.stderr
     assert "np_dsp_tau" in out and "DSP hard top-27" in out
@@ -45,7 +52,7 @@ def test_michel_pruning_keeps_k_heads_and_survives_fine_tuning(pretrained, tmp_p
                  "--heads", "54", "--steps", "2", "--normalize-per-module", "--out", str(pruned), "--cpu"])
     assert _heads(pruned)[0] == 54
     save = tmp_path / "finetuned"
-    run("fairseq-train", *train_args(pretrained / "bin", save, "--max-epoch", "1", "--finetune-from-model", str(pruned)))
+    run("fairseq-train", *train_args(pretrained / "bin", save, *PRENORM, "--max-epoch", "1", "--finetune-from-model", str(pruned)))
     kept, masks = _heads(save / "checkpoint_last.pt")
     assert kept == 54 and masks == _heads(pruned)[1]
     gen = run("fairseq-generate", str(pretrained / "bin"), "--user-dir", PLUGIN_DIR, "--task", "neuroprune_translation",
@@ -73,3 +80,26 @@ def test_michel_refuses_bad_input_by_flag(pretrained, tmp_path):
         michel.main(["--checkpoint", dense, "--data-bin", str(pretrained / "bin"), "--heads", "10", "--out", str(tmp_path / "x.pt"), "--cpu"])
     with pytest.raises(SystemExit, match="--checkpoint: .* does not exist"):
         michel.main(["--checkpoint", str(tmp_path / "missing.pt"), "--data-bin", str(pretrained / "bin"), "--heads", "54", "--out", str(tmp_path / "x.pt")])
+
+
+@pytest.mark.parametrize("method,budget", [("neuroprune", "54"), ("l1", ""), ("dsp", "27"), ("michel", "54")])
+def test_finetune_script_trains_each_method_from_the_pretrained_checkpoint(pretrained, tmp_path, method, budget):
+    """examples/iwslt14_de_en/finetune.sh, shrunk to the tiny model by extra fairseq flags."""
+    env = dict(os.environ, METHOD=method, BUDGET=budget, DATA_BIN=str(pretrained / "bin"), SAVE_DIR=str(tmp_path / "run"),
+               PRETRAINED=str(pretrained / "dense" / "checkpoint_last.pt"), MAX_EPOCH="1", MAX_TOKENS="600",
+               ALPHA="0.01", BETA="0.01", DSP_ANNEAL_UPDATES="4", FAIRSEQ_TRAIN=str(BIN / "fairseq-train"),
+               PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    proc = subprocess.run(["bash", "examples/iwslt14_de_en/finetune.sh", *TINY_MODEL, "--num-workers", "0"],
+                          cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    kept = _heads(tmp_path / "run" / "checkpoint_last.pt")[0]
+    expected = {"neuroprune": range(18, 55), "l1": [108], "dsp": [27], "michel": [54]}[method]
+    assert kept in expected
+
+
+def test_finetune_script_refuses_an_unknown_method_and_a_missing_budget(pretrained, tmp_path):
+    base = dict(os.environ, DATA_BIN=str(pretrained / "bin"), PRETRAINED=str(pretrained / "dense" / "checkpoint_last.pt"))
+    for extra, message in (({"METHOD": "prune"}, "METHOD=prune is not one of"), ({"METHOD": "dsp"}, "METHOD=dsp needs BUDGET")):
+        proc = subprocess.run(["bash", "examples/iwslt14_de_en/finetune.sh"], cwd=REPO, env={**base, **extra},
+                              capture_output=True, text=True)
+        assert proc.returncode == 1 and message in proc.stderr

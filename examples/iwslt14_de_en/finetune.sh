@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Stage 2 of the paper's MT recipe: fine-tune the dense PRETRAINED checkpoint with one pruning method.
+# Every method uses the same data, architecture, optimizer and epochs; they differ only in these flags:
+#   METHOD=neuroprune  penalties (ALPHA, BETA) every step, redundant-head elimination after every epoch
+#                      at THETA, or aiming at BUDGET heads (theta chosen per pass) when BUDGET is set
+#   METHOD=l1          the l1 baseline: plain l1 (ALPHA, BETA) on the same matrices, no head elimination
+#   METHOD=dsp         DSP: learned gates keep exactly BUDGET heads (DSP_* variables)
+#   METHOD=michel      Michel et al. importance pruning of PRETRAINED to BUDGET heads, then fine-tuning
+#                      with those masks fixed
+# The first launch starts from PRETRAINED with a fresh optimizer and epoch count (--finetune-from-model);
+# a later launch with the same SAVE_DIR resumes from its checkpoint_last.pt.
+# Usage: METHOD=dsp BUDGET=54 DATA_BIN=... PRETRAINED=runs/dense/checkpoint_last.pt SAVE_DIR=runs/dsp54 bash examples/iwslt14_de_en/finetune.sh [extra fairseq-train args]
+set -euo pipefail
+
+METHOD=${METHOD:-neuroprune}
+BUDGET=${BUDGET:-}
+DATA_BIN=${DATA_BIN:-data/offline_de_en/data-bin}
+PRETRAINED=${PRETRAINED:-runs/dense/checkpoint_best.pt}
+SAVE_DIR=${SAVE_DIR:-runs/$METHOD${BUDGET}}
+ARCH=${ARCH:-neuroprune_iwslt_de_en_narrow}
+ALPHA=${ALPHA:-1e-4}
+BETA=${BETA:-1e-2}
+THETA=${THETA:-0.3}
+EPS=${EPS:-1e-4}
+BUDGET_PASSES=${BUDGET_PASSES:-1}
+PRUNE_START_EPOCH=${PRUNE_START_EPOCH:-1}
+DSP_LR=${DSP_LR:-0.1}
+DSP_TEMP_INIT=${DSP_TEMP_INIT:-1.0}
+DSP_TEMP_FINAL=${DSP_TEMP_FINAL:-0.05}
+DSP_ANNEAL_UPDATES=${DSP_ANNEAL_UPDATES:-1000}
+DSP_PER_MODULE=${DSP_PER_MODULE:-0}
+DSP_STRAIGHT_THROUGH=${DSP_STRAIGHT_THROUGH:-0}
+MICHEL_STEPS=${MICHEL_STEPS:-1}
+MAX_EPOCH=${MAX_EPOCH:-2}
+LR=${LR:-5e-4}
+MAX_TOKENS=${MAX_TOKENS:-2048}
+DROPOUT=${DROPOUT:-0.1}
+LABEL_SMOOTHING=${LABEL_SMOOTHING:-0.1}
+SEED=${SEED:-1}
+DEVICE_FLAGS=${DEVICE_FLAGS:---cpu}
+FAIRSEQ_TRAIN=${FAIRSEQ_TRAIN:-.venv/bin/fairseq-train}
+PYTHON=${PYTHON:-.venv/bin/python}
+
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,13p "$0"; exit 0; fi
+die() { echo "finetune.sh: $*" >&2; exit 1; }
+[[ -f "$PRETRAINED" ]] || die "PRETRAINED=$PRETRAINED does not exist: run train_dense.sh first"
+[[ -f "$DATA_BIN/dict.de.txt" ]] || die "DATA_BIN=$DATA_BIN has no dict.de.txt: run scripts/binarize.sh first"
+needs_budget() { [[ -n "$BUDGET" ]] || die "METHOD=$METHOD needs BUDGET (heads to keep)"; }
+
+START="$PRETRAINED"
+case "$METHOD" in
+    neuroprune)
+        METHOD_FLAGS=(--np-alpha "$ALPHA" --np-beta "$BETA" --np-prune-start-epoch "$PRUNE_START_EPOCH")
+        if [[ -n "$BUDGET" ]]; then METHOD_FLAGS+=(--np-head-budget "$BUDGET" --np-budget-passes "$BUDGET_PASSES")
+        else METHOD_FLAGS+=(--np-theta "$THETA"); fi ;;
+    l1)
+        METHOD_FLAGS=(--np-penalty l1 --np-alpha "$ALPHA" --np-beta "$BETA") ;;
+    dsp)
+        needs_budget
+        METHOD_FLAGS=(--np-dsp-heads "$BUDGET" --np-dsp-lr "$DSP_LR" --np-dsp-temp-init "$DSP_TEMP_INIT"
+                      --np-dsp-temp-final "$DSP_TEMP_FINAL" --np-dsp-anneal-updates "$DSP_ANNEAL_UPDATES" --np-dsp-seed "$SEED")
+        [[ "$DSP_PER_MODULE" == 1 ]] && METHOD_FLAGS+=(--np-dsp-per-module)
+        [[ "$DSP_STRAIGHT_THROUGH" == 1 ]] && METHOD_FLAGS+=(--np-dsp-straight-through) ;;
+    michel)
+        needs_budget
+        START="$SAVE_DIR/michel_pruned.pt"
+        METHOD_FLAGS=()
+        if [[ ! -f "$START" ]]; then
+            DEVICE_ARG=(); [[ "$DEVICE_FLAGS" == *--cpu* ]] && DEVICE_ARG=(--cpu)
+            "$PYTHON" -m neuroprune_fairseq.tools.michel --checkpoint "$PRETRAINED" --data-bin "$DATA_BIN" \
+                --heads "$BUDGET" --steps "$MICHEL_STEPS" --out "$START" "${DEVICE_ARG[@]}"
+        fi ;;
+    *) die "METHOD=$METHOD is not one of neuroprune, l1, dsp, michel" ;;
+esac
+
+# shellcheck disable=SC2086
+"$FAIRSEQ_TRAIN" "$DATA_BIN" --user-dir neuroprune_fairseq --task neuroprune_translation \
+    --source-lang de --target-lang en \
+    --arch "$ARCH" --share-all-embeddings --encoder-normalize-before --decoder-normalize-before \
+    --dropout "$DROPOUT" \
+    --criterion neuroprune_label_smoothed_cross_entropy --label-smoothing "$LABEL_SMOOTHING" --np-eps "$EPS" \
+    "${METHOD_FLAGS[@]}" --finetune-from-model "$START" \
+    --optimizer adam --adam-betas '(0.9, 0.98)' --lr "$LR" --lr-scheduler fixed \
+    --max-tokens "$MAX_TOKENS" --max-epoch "$MAX_EPOCH" --seed "$SEED" \
+    --save-dir "$SAVE_DIR" --no-epoch-checkpoints --log-format simple --log-interval 50 \
+    $DEVICE_FLAGS "$@"
