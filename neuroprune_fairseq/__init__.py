@@ -11,3 +11,4 @@ import os
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 from . import architectures, criterion, task  # noqa: E402,F401  (registration)
+from . import exported_model  # noqa: E402,F401  (registers the neuroprune_exported_transformer model)

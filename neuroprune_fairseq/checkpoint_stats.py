@@ -2,36 +2,206 @@
 
 Key conventions are fairseq's transformer: ``<module>.{q,k,v,out}_proj.weight`` for attention and
 ``<layer>.fc1.weight`` / ``<layer>.fc2.weight`` for FFNs; head masks are ``<module>.np_head_mask``.
+
+Masked heads count as removed everywhere: some checkpoints (DSP's) store a mask while the masked heads'
+weights are still non-zero in the file (they are zeroed only when loaded into a model), so every figure
+here is taken on :func:`apply_head_masks`'s copy. Exported (physically smaller) checkpoints have no masks
+and fewer q/k/v rows / FFN units; their heads are counted from the rows.
 """
-from typing import Dict
+from collections.abc import Mapping
+from typing import Dict, List
 
 import torch
 
+from .core.heads import head_row_mask
+from .core.penalties import attention_penalty, mlp_penalty
 from .core.sparsity import count_near_zero
-from .head_masks import MASK_BUFFER, masks_from_state_dict
+from .core.topology import degree_histogram, degree_summary, neuron_degrees
+from .head_masks import DSP_LOGITS_KEY, MASK_BUFFER
+from .model_parts import short_name
 
-PRUNABLE_SUFFIXES = (".q_proj.weight", ".k_proj.weight", ".v_proj.weight", ".out_proj.weight", ".fc1.weight", ".fc2.weight")
+MATRIX_SUFFIXES = {
+    "q": ".q_proj.weight", "k": ".k_proj.weight", "v": ".v_proj.weight", "out": ".out_proj.weight",
+    "fc1": ".fc1.weight", "fc2": ".fc2.weight",
+}
+PRUNABLE_SUFFIXES = tuple(MATRIX_SUFFIXES.values())
+DEGREE_BINS = 64  # histogram bins over [0, max degree] (fewer when the max degree is smaller)
 
 
-def attention_module_names(state: Dict[str, torch.Tensor]):
+def load_checkpoint(path: str) -> dict:
+    """A fairseq checkpoint on CPU; ``ValueError`` when the file is not one."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many types (pickle, zip, EOF) for a file that is not a checkpoint
+        raise ValueError(f"{path} is not a readable torch checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise ValueError(f"{path} is not a fairseq checkpoint (no 'model' state dict)")
+    return ckpt
+
+
+def architecture_heads(ckpt: dict) -> Dict[str, int]:
+    """Heads per attention module on each side, ``{"encoder": n, "decoder": m}``, from the checkpoint's
+    ``cfg.model`` (or legacy ``args``) ``{side}_attention_heads``; 0 where absent."""
+    cfg = ckpt.get("cfg") or {}
+    model_cfg = (cfg.get("model") if isinstance(cfg, Mapping) else None) or ckpt.get("args")
+
+    def value(key):
+        return model_cfg.get(key) if isinstance(model_cfg, Mapping) else getattr(model_cfg, key, None)
+
+    return {side: int(value(f"{side}_attention_heads") or 0) for side in ("encoder", "decoder")}
+
+
+def attention_module_names(state: Dict[str, torch.Tensor]) -> List[str]:
     """Attention modules (those with a ``q_proj.weight``), in state-dict order."""
     return [k[: -len(".q_proj.weight")] for k in state if k.endswith(".q_proj.weight")]
 
 
-def heads_per_module(state: Dict[str, torch.Tensor], num_heads: int) -> Dict[str, int]:
-    """Active heads per attention module; modules without a stored mask count all ``num_heads``."""
-    masks = masks_from_state_dict(state)
-    return {name: sum(masks[name]) if name in masks else num_heads for name in attention_module_names(state)}
+def ffn_layer_names(state: Dict[str, torch.Tensor]) -> List[str]:
+    """Layers with an ``fc1``/``fc2`` feed-forward block, in state-dict order."""
+    return [k[: -len(".fc1.weight")] for k in state if k.endswith(".fc1.weight") and k.replace(".fc1.", ".fc2.") in state]
+
+
+def apply_head_masks(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """A copy of ``state`` in which every masked head's parameters are zero.
+
+    A head ``h`` of width ``d`` (q rows / mask length) owns q/k/v rows and biases ``[h*d, (h+1)*d)``,
+    out-projection columns ``[h*d, (h+1)*d)`` and the same slice of ``bias_k`` / ``bias_v``. ``state``
+    is not modified; tensors of unmasked modules are shared, not copied.
+    """
+    masked = dict(state)
+    suffix = "." + MASK_BUFFER
+    for key, mask in state.items():
+        if not key.endswith(suffix) or bool(mask.all()):
+            continue
+        module = key[: -len(suffix)]
+        width = state[f"{module}.q_proj.weight"].shape[0]
+        if width % mask.numel():
+            raise ValueError(f"{key} has {mask.numel()} heads, which do not divide the {width} q_proj rows")
+        rows = head_row_mask(mask, width // mask.numel())  # (H*d,)
+        for name in (f"{module}.{p}.{part}" for p in ("q_proj", "k_proj", "v_proj") for part in ("weight", "bias")):
+            if name in state:
+                t = state[name]  # (H*d, in) or (H*d,)
+                masked[name] = t * rows.to(t).reshape(-1, *([1] * (t.dim() - 1)))
+        out = state[f"{module}.out_proj.weight"]  # (embed, H*d)
+        masked[f"{module}.out_proj.weight"] = out * rows.to(out)[None, :]
+        for name in (f"{module}.bias_k", f"{module}.bias_v"):
+            if name in state:
+                masked[name] = state[name] * rows.to(state[name])  # (1, 1, H*d)
+    return masked
+
+
+def module_masks(state: Dict[str, torch.Tensor], num_heads: Dict[str, int]) -> Dict[str, List[int]]:
+    """Head mask (1 = kept) of every attention module, by module name.
+
+    A stored mask is returned as is. A module without one (plain fairseq or exported checkpoint) keeps
+    ``q rows // head_dim`` heads, ``head_dim = out_proj rows // num_heads[side]`` (side: the name's first
+    part, ``encoder`` or ``decoder``); an exported checkpoint no longer says which heads were removed, so
+    its kept heads are listed first, padded with zeros to the architecture's head count.
+    """
+    suffix = "." + MASK_BUFFER
+    masks = {}
+    for module in attention_module_names(state):
+        if module + suffix in state:
+            masks[module] = [int(v) for v in state[module + suffix].tolist()]
+            continue
+        heads = num_heads.get(module.split(".")[0], 0)
+        if heads <= 0:
+            raise ValueError(f"{module} has no head mask and its head count is unknown (no *_attention_heads in the cfg)")
+        head_dim = state[f"{module}.out_proj.weight"].shape[0] // heads
+        kept = state[f"{module}.q_proj.weight"].shape[0] // head_dim
+        masks[module] = [1] * kept + [0] * (heads - kept)
+    return masks
 
 
 def weight_sparsity(state: Dict[str, torch.Tensor], eps: float) -> float:
-    """Share of prunable weights (q/k/v/out, fc1/fc2) with ``|w| < eps``."""
-    near_zero, total = count_near_zero([t for k, t in state.items() if k.endswith(PRUNABLE_SUFFIXES)], eps)
+    """Share of prunable weights (q/k/v/out, fc1/fc2) with ``|w| < eps``, masked heads counted as zero."""
+    masked = apply_head_masks(state)
+    near_zero, total = count_near_zero([t for k, t in masked.items() if k.endswith(PRUNABLE_SUFFIXES)], eps)
     return near_zero / max(total, 1)
 
 
+def sparsity_by_type(state: Dict[str, torch.Tensor], eps: float) -> Dict[str, float]:
+    """:func:`weight_sparsity` of each matrix type (q, k, v, out, fc1, fc2) over all layers."""
+    masked = apply_head_masks(state)
+    shares = {}
+    for kind, suffix in MATRIX_SUFFIXES.items():
+        near_zero, total = count_near_zero([t for k, t in masked.items() if k.endswith(suffix)], eps)
+        shares[kind] = near_zero / max(total, 1)
+    return shares
+
+
+def unique_parameter_keys(state: Dict[str, torch.Tensor]) -> List[str]:
+    """Keys of the model's parameters, each tied tensor once (shared embeddings are one tensor in a
+    loaded checkpoint); buffers, fairseq's version entries and DSP's logits are left out."""
+    seen, keys = set(), []
+    for key, tensor in state.items():
+        if not tensor.is_floating_point() or key.endswith(("." + MASK_BUFFER, "_float_tensor", "version", DSP_LOGITS_KEY)):
+            continue
+        identity = (tensor.data_ptr(), tuple(tensor.shape))
+        if identity not in seen:
+            seen.add(identity)
+            keys.append(key)
+    return keys
+
+
+def parameter_total(state: Dict[str, torch.Tensor]) -> int:
+    """Parameters of a model state, tied tensors once."""
+    return sum(state[k].numel() for k in unique_parameter_keys(state))
+
+
 def parameter_counts(state: Dict[str, torch.Tensor], eps: float) -> Dict[str, int]:
-    """``total`` parameters (buffers and fairseq's version entries excluded) and ``nonzero`` (|w| >= eps)."""
-    params = [t for k, t in state.items() if t.is_floating_point() and not k.endswith(("." + MASK_BUFFER, "_float_tensor"))]
-    near_zero, total = count_near_zero(params, eps)
+    """``total`` parameters (tied tensors once) and ``nonzero`` (|w| >= eps), masked heads counted as zero."""
+    masked = apply_head_masks(state)
+    near_zero, total = count_near_zero([masked[k] for k in unique_parameter_keys(state)], eps)
     return {"total": total, "nonzero": total - near_zero}
+
+
+def penalties(state: Dict[str, torch.Tensor], eps: float) -> Dict[str, float]:
+    """The regularizers R_attn (Eq. 2, summed over attention modules) and R_mlp (Eq. 1, summed over FFN
+    blocks) of the masked weights, in float32."""
+    masked = apply_head_masks(state)
+    r_attn = sum(
+        float(attention_penalty(*(masked[f"{m}.{p}_proj.weight"] for p in "qkv"))) for m in attention_module_names(state)
+    )
+    r_mlp = sum(float(mlp_penalty(masked[f"{n}.fc1.weight"], masked[f"{n}.fc2.weight"], eps)) for n in ffn_layer_names(state))
+    return {"R_attn": r_attn, "R_mlp": r_mlp}
+
+
+def ffn_connectivity(state: Dict[str, torch.Tensor], eps: float) -> dict:
+    """Per-layer and overall FFN degree statistics, plus the overall degree histogram with its edges."""
+    layers, all_degrees, max_degree = [], [], 0
+    for name in ffn_layer_names(state):
+        fc1, fc2 = state[f"{name}.fc1.weight"], state[f"{name}.fc2.weight"]  # (ffn, embed), (embed, ffn)
+        degrees = neuron_degrees(fc1, fc2, eps)  # (ffn,)
+        layers.append({"layer": name, "label": short_name(f"{name}.ffn"), **degree_summary(degrees)})
+        all_degrees.append(degrees)
+        max_degree = max(max_degree, fc1.shape[1] + fc2.shape[0])
+    if not layers:
+        raise ValueError("the state dict has no FFN blocks (<layer>.fc1.weight / fc2.weight)")
+    degrees = torch.cat(all_degrees)  # (all units,)
+    edges, counts = degree_histogram(degrees, max_degree, min(DEGREE_BINS, max_degree))
+    return {"layers": layers, **degree_summary(degrees), "histogram": {"edges": edges, "counts": counts}}
+
+
+def topology(state: Dict[str, torch.Tensor], num_heads: Dict[str, int], eps: float) -> dict:
+    """The topology report of one model state: heads, head masks, sparsity, FFN connectivity, penalties.
+
+    Args:
+        state: a fairseq transformer's model state dict (masked, plain or exported).
+        num_heads: heads per module of each side, ``{"encoder": n, "decoder": m}`` (used for modules
+            without a stored mask; see :func:`architecture_heads`).
+        eps: near-zero threshold.
+    Returns:
+        A JSON-ready dict; ``head_masks`` lists the modules in state-dict order with their short labels.
+    """
+    masks = module_masks(state, num_heads)
+    return {
+        "eps": eps,
+        "heads_kept": sum(sum(m) for m in masks.values()),
+        "heads_total": sum(len(m) for m in masks.values()),
+        "heads_per_module": {name: sum(m) for name, m in masks.items()},
+        "head_masks": [{"module": name, "label": short_name(name), "mask": m} for name, m in masks.items()],
+        "weight_sparsity": {"overall": weight_sparsity(state, eps), "by_type": sparsity_by_type(state, eps)},
+        "ffn": ffn_connectivity(state, eps),
+        "penalties": penalties(state, eps),
+    }

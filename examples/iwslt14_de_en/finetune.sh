@@ -2,7 +2,8 @@
 # Stage 2 of the paper's MT recipe: fine-tune the dense PRETRAINED checkpoint with one pruning method.
 # Every method uses the same data, architecture, optimizer and epochs; they differ only in these flags:
 #   METHOD=neuroprune  penalties (ALPHA, BETA) every step, redundant-head elimination after every epoch
-#                      at THETA, or aiming at BUDGET heads (theta chosen per pass) when BUDGET is set
+#                      at THETA, or aiming at BUDGET heads (theta chosen per pass) when BUDGET is set;
+#                      THETA= (empty) and no BUDGET: penalties only
 #   METHOD=l1          the l1 baseline: plain l1 (ALPHA, BETA) on the same matrices, no head elimination
 #   METHOD=dsp         DSP: learned gates keep exactly BUDGET heads (DSP_* variables)
 #   METHOD=michel      Michel et al. importance pruning of PRETRAINED to BUDGET heads, then fine-tuning
@@ -20,7 +21,7 @@ SAVE_DIR=${SAVE_DIR:-runs/$METHOD${BUDGET}}
 ARCH=${ARCH:-neuroprune_iwslt_de_en_narrow}
 ALPHA=${ALPHA:-1e-4}
 BETA=${BETA:-1e-2}
-THETA=${THETA:-0.3}
+THETA=${THETA-0.3}  # set to empty for penalties only (no head elimination)
 EPS=${EPS:-1e-4}
 BUDGET_PASSES=${BUDGET_PASSES:-1}
 PRUNE_START_EPOCH=${PRUNE_START_EPOCH:-1}
@@ -41,7 +42,7 @@ DEVICE_FLAGS=${DEVICE_FLAGS:---cpu}
 FAIRSEQ_TRAIN=${FAIRSEQ_TRAIN:-.venv/bin/fairseq-train}
 PYTHON=${PYTHON:-.venv/bin/python}
 
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,13p "$0"; exit 0; fi
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,14p "$0"; exit 0; fi
 die() { echo "finetune.sh: $*" >&2; exit 1; }
 [[ -f "$PRETRAINED" ]] || die "PRETRAINED=$PRETRAINED does not exist: run train_dense.sh first"
 [[ -f "$DATA_BIN/dict.de.txt" ]] || die "DATA_BIN=$DATA_BIN has no dict.de.txt: run scripts/binarize.sh first"
@@ -52,7 +53,7 @@ case "$METHOD" in
     neuroprune)
         METHOD_FLAGS=(--np-alpha "$ALPHA" --np-beta "$BETA" --np-prune-start-epoch "$PRUNE_START_EPOCH")
         if [[ -n "$BUDGET" ]]; then METHOD_FLAGS+=(--np-head-budget "$BUDGET" --np-budget-passes "$BUDGET_PASSES")
-        else METHOD_FLAGS+=(--np-theta "$THETA"); fi ;;
+        elif [[ -n "$THETA" ]]; then METHOD_FLAGS+=(--np-theta "$THETA"); fi ;;
     l1)
         METHOD_FLAGS=(--np-penalty l1 --np-alpha "$ALPHA" --np-beta "$BETA") ;;
     dsp)

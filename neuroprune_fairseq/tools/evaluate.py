@@ -7,7 +7,8 @@ Usage:
 The data must be sentencepiece-encoded (``--remove-bpe sentencepiece`` restores text). Generation keeps
 every sentence (``--required-batch-size-multiple 1``). Detokenized BLEU is sacrebleu's default 13a; the
 tokenized BLEU re-tokenizes hypotheses and references with Moses (sacremoses) and scores them with no
-further tokenization, like ``multi-bleu.perl`` in the IWSLT14 literature.
+further tokenization, like ``multi-bleu.perl`` in the IWSLT14 literature. The record also carries the
+checkpoint's topology report (see ``tools.report``) under ``topology``, which ``tools.plots`` reads.
 """
 import argparse
 import json
@@ -19,7 +20,6 @@ import time
 from pathlib import Path
 
 import sacrebleu
-import torch
 
 from .. import checkpoint_stats
 
@@ -34,6 +34,7 @@ def parse_args(argv=None):
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out record")
     p.add_argument("--name", default=None, help="run name stored in the record (default: checkpoint's folder)")
     p.add_argument("--method", default="unknown", help="method label stored in the record (dense, neuroprune, dsp, ...)")
+    p.add_argument("--budget", type=int, default=None, help="head budget the run was asked for, stored in the record (default: none)")
     p.add_argument("--subset", default="test", help="fairseq split to translate")
     p.add_argument("--beam", type=int, default=5, help="beam size")
     p.add_argument("--batch-size", type=int, default=64, help="sentences per generation batch")
@@ -44,16 +45,21 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def generate_command(args, checkpoint: str) -> list:
+    """The fairseq-generate command for ``checkpoint`` under ``args``' generation settings (data_bin,
+    subset, beam, batch_size, max_len_a, max_len_b, cpu); every sentence is kept."""
+    return [
+        sys.executable, "-m", "fairseq_cli.generate", args.data_bin, "--user-dir", PLUGIN_DIR, "--task", "neuroprune_translation",
+        "--path", checkpoint, "--gen-subset", args.subset, "--beam", str(args.beam),
+        "--batch-size", str(args.batch_size), "--required-batch-size-multiple", "1",
+        "--max-len-a", str(args.max_len_a), "--max-len-b", str(args.max_len_b), "--no-progress-bar",
+    ] + (["--cpu"] if args.cpu else [])
+
+
 def generate(args) -> tuple:
     """Run fairseq-generate; returns hypotheses and references in sentence order, the command's wall
     time and fairseq's own generation time (model loading excluded)."""
-    cmd = [
-        sys.executable, "-m", "fairseq_cli.generate", args.data_bin, "--user-dir", PLUGIN_DIR, "--task", "neuroprune_translation",
-        "--path", args.checkpoint, "--gen-subset", args.subset, "--beam", str(args.beam),
-        "--batch-size", str(args.batch_size), "--required-batch-size-multiple", "1",
-        "--max-len-a", str(args.max_len_a), "--max-len-b", str(args.max_len_b),
-        "--remove-bpe", "sentencepiece", "--no-progress-bar",
-    ] + (["--cpu"] if args.cpu else [])
+    cmd = generate_command(args, args.checkpoint) + ["--remove-bpe", "sentencepiece"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -78,19 +84,19 @@ def tokenized_bleu(hyps, refs) -> float:
 
 
 def checkpoint_record(path: str, eps: float) -> dict:
-    """Head, sparsity and parameter figures of a checkpoint's model state."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    state, cfg = ckpt["model"], ckpt.get("cfg") or {}
-    model_cfg = cfg.get("model") if hasattr(cfg, "get") else None
-    heads_arch = int(getattr(model_cfg, "encoder_attention_heads", 0) or 0) if model_cfg is not None else 0
-    per_module = checkpoint_stats.heads_per_module(state, heads_arch)
+    """Head, sparsity and parameter figures of a checkpoint's model state, with its full topology report
+    (head masks, sparsity per matrix type, FFN degree histogram, penalties) under ``topology``."""
+    ckpt = checkpoint_stats.load_checkpoint(path)
+    state = ckpt["model"]
+    topology = checkpoint_stats.topology(state, checkpoint_stats.architecture_heads(ckpt), eps)
     return {
-        "heads_kept": sum(per_module.values()),
-        "heads_total": heads_arch * len(per_module),
-        "heads_per_module": per_module,
-        "weight_sparsity": checkpoint_stats.weight_sparsity(state, eps),
+        "heads_kept": topology["heads_kept"],
+        "heads_total": topology["heads_total"],
+        "heads_per_module": topology["heads_per_module"],
+        "weight_sparsity": topology["weight_sparsity"]["overall"],
         "params": checkpoint_stats.parameter_counts(state, eps),
         "epoch": (ckpt.get("extra_state") or {}).get("train_iterator", {}).get("epoch"),
+        "topology": topology,
     }
 
 
@@ -108,6 +114,7 @@ def main(argv=None):
     record = {
         "name": args.name or Path(args.checkpoint).parent.name,
         "method": args.method,
+        "budget": args.budget,
         "checkpoint": args.checkpoint,
         "subset": args.subset,
         "sentences": len(hyps),

@@ -23,6 +23,7 @@ from .. import head_masks
 from ..core.importance import head_gate_gradient, iterative_targets, normalize_per_module
 from ..core.selection import keep_top_k
 from ..model_parts import attention_modules, short_name
+from .outputs import prepare_output
 
 
 def parse_args(argv=None):
@@ -100,15 +101,9 @@ def check_args(args) -> None:
     for path, flag in ((args.checkpoint, "--checkpoint"), (args.data_bin, "--data-bin")):
         if not os.path.exists(path):
             raise SystemExit(f"{flag}: {path} does not exist")
-    if Path(args.out).exists() and not args.overwrite:
-        raise SystemExit(f"--out: {args.out} exists; pass --overwrite to replace it")
-    parent = Path(args.out).resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise SystemExit(f"--out: cannot create {parent}: {err}")
-    if not os.access(parent, os.W_OK):
-        raise SystemExit(f"--out: {parent} is not writable")
+    prepare_output(args.out, "--out", args.overwrite)
+    if args.scores_json:
+        prepare_output(args.scores_json, "--scores-json")
     if args.steps < 1:
         raise SystemExit(f"--steps must be >= 1, got {args.steps}")
 

@@ -1,27 +1,43 @@
 """Reading evaluation records (the JSON files written by ``tools.evaluate``) with clear errors."""
 import json
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Optional
 
 REQUIRED = {"name": str, "method": str, "bleu": (int, float), "heads_kept": int, "heads_total": int, "weight_sparsity": (int, float)}
 
 
-def load_record(path: Path) -> dict:
-    """One record; ``ValueError`` naming the file and field when it is not a valid record."""
+def require(record: dict, path: Path, field: str, kind):
+    """The value of a (dotted, e.g. ``topology.ffn.histogram``) field; ``ValueError`` naming the file and
+    field when it is missing or not of type ``kind``."""
+    value = record
+    for key in field.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"{path}: field '{field}' missing or not {getattr(kind, '__name__', 'a number')}")
+    return value
+
+
+def load_record(path: Path, needs: Optional[Dict[str, type]] = None) -> dict:
+    """One record; ``ValueError`` naming the file and field when it is not a valid record.
+
+    Args:
+        path: the JSON file.
+        needs: further (dotted) fields and their types that the caller uses, checked like the required ones.
+    """
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: not a readable JSON record ({err})") from err
     if not isinstance(record, dict):
         raise ValueError(f"{path}: a record must be a JSON object")
-    for key, kind in REQUIRED.items():
-        if not isinstance(record.get(key), kind) or isinstance(record.get(key), bool):
-            raise ValueError(f"{path}: field '{key}' missing or not {getattr(kind, '__name__', 'a number')}")
+    for field, kind in {**REQUIRED, **(needs or {})}.items():
+        require(record, path, field, kind)
     return record
 
 
-def load_records(paths) -> List[dict]:
-    records = [load_record(Path(p)) for p in paths]
+def load_records(paths, needs: Optional[Dict[str, type]] = None) -> List[dict]:
+    """Several records (see :func:`load_record`); ``ValueError`` when none is given."""
+    records = [load_record(Path(p), needs) for p in paths]
     if not records:
         raise ValueError("no evaluation records given")
     return records

@@ -7,9 +7,9 @@ Usage:
 import argparse
 import json
 import logging
-import os
 from pathlib import Path
 
+from .outputs import prepare_output
 from .records import load_records
 
 
@@ -28,9 +28,9 @@ def table(records) -> str:
 
 def plot(records, path: Path, title: str) -> None:
     """Two bar panels, BLEU and heads kept, one bar per record."""
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's logging setup would print its DEBUG lines
     import matplotlib
 
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's logging setup would print its DEBUG lines
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -61,14 +61,8 @@ def main(argv=None):
         records = load_records(args.records)
     except ValueError as err:
         raise SystemExit(f"summarize: {err}")
-    for out in (args.out_json, args.out_png):
-        parent = Path(out).resolve().parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise SystemExit(f"summarize: cannot write to {parent}: {err}")
-        if not os.access(parent, os.W_OK):
-            raise SystemExit(f"summarize: cannot write to {parent}")
+    prepare_output(args.out_json, "--out-json")
+    prepare_output(args.out_png, "--out-png")
     Path(args.out_json).write_text(json.dumps(records, indent=2) + "\n")
     plot(records, Path(args.out_png), args.title)
     print(table(records))

@@ -1,0 +1,203 @@
+"""Plots from evaluation records: BLEU vs heads kept, the heads/sparsity frontier at matched BLEU, maps of
+removed heads and FFN degree histograms.
+
+Usage:
+    python -m neuroprune_fairseq.tools.plots KIND RECORD.json [RECORD.json ...] --out PLOT.png \
+        [--title TITLE] [--bleu-tolerance 1.0]
+
+KIND is one of bleu-vs-heads, frontier, head-map, ffn-degrees. Every number comes from the records
+(``tools.evaluate`` output; head-map and ffn-degrees read their ``topology`` section).
+"""
+import argparse
+import logging
+from collections import defaultdict
+from typing import Dict, List
+
+from .outputs import prepare_output
+from .records import load_records
+
+NEEDS = {
+    "bleu-vs-heads": {},
+    "frontier": {},
+    "head-map": {"topology.head_masks": list},
+    "ffn-degrees": {"topology.ffn.histogram.edges": list, "topology.ffn.histogram.counts": list,
+                    "topology.ffn.degree_std": (int, float)},
+}
+SUBJECT = {
+    "bleu-vs-heads": "BLEU vs attention heads kept",
+    "frontier": "Heads vs sparsity frontier at matched BLEU",
+    "head-map": "Attention heads removed",
+    "ffn-degrees": "FFN neuron degrees",
+}
+DATA_SET = "offline German-English corpus"
+
+
+def by_method(records) -> Dict[str, List[dict]]:
+    """Records grouped by their ``method`` field, in order of first appearance."""
+    groups = defaultdict(list)
+    for record in records:
+        groups[record["method"]].append(record)
+    return dict(groups)
+
+
+def label(record) -> str:
+    """``name (method)``, or just the name when the two are equal."""
+    return record["name"] if record["name"] == record["method"] else f"{record['name']} ({record['method']})"
+
+
+def dense_bleu(records):
+    """Mean BLEU of the ``dense`` records, or None when there is none."""
+    dense = [r["bleu"] for r in records if r["method"] == "dense"]
+    return sum(dense) / len(dense) if dense else None
+
+
+def pareto(records) -> List[dict]:
+    """The records not dominated in (fewer heads kept, higher weight sparsity), sorted by heads kept."""
+    front, best = [], float("-inf")
+    for record in sorted(records, key=lambda r: (r["heads_kept"], -r["weight_sparsity"])):
+        if record["weight_sparsity"] > best:
+            front.append(record)
+            best = record["weight_sparsity"]
+    return front
+
+
+def draw_bleu_vs_heads(plt, records, args):
+    """One line per method through its (heads kept, BLEU) points; dense as a dashed reference line."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
+    reference = dense_bleu(records)
+    if reference is not None:
+        ax.axhline(reference, color="black", linestyle="--", linewidth=1, label=f"dense ({reference:.2f})")
+    for method, group in by_method(records).items():
+        group = sorted(group, key=lambda r: r["heads_kept"])
+        style = {"marker": "*", "markersize": 10, "linestyle": "none", "color": "black"} if method == "dense" else {"marker": "o"}
+        ax.plot([r["heads_kept"] for r in group], [r["bleu"] for r in group], label=method, **style)
+    ax.set_xlabel("attention heads kept")
+    ax.set_ylabel("sacreBLEU")
+    ax.legend()
+    return fig
+
+
+def draw_frontier(plt, records, args):
+    """Per method, the Pareto points (fewer heads, more sparsity) among runs within the BLEU tolerance of dense."""
+    reference = dense_bleu(records)  # not None: checked by check_records
+    eligible = [r for r in records if r["bleu"] >= reference - args.bleu_tolerance]
+    print(f"frontier: {len(eligible)} of {len(records)} records within {args.bleu_tolerance:g} BLEU of dense ({reference:.2f})")
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
+    for method, group in by_method(eligible).items():
+        front = pareto(group)
+        style = {"marker": "*", "markersize": 10, "color": "black"} if method == "dense" else {"marker": "o"}
+        ax.plot([r["heads_kept"] for r in front], [r["weight_sparsity"] for r in front],
+                label=f"{method} ({len(front)} Pareto-optimal of {len(group)})", **style)
+    ax.set_xlabel("attention heads kept (fewer is better)")
+    ax.set_ylabel("weight sparsity (higher is better)")
+    ax.set_title(f"runs with BLEU >= dense {reference:.2f} - {args.bleu_tolerance:g}", fontsize=9)
+    ax.legend()
+    return fig
+
+
+def draw_head_map(plt, records, args):
+    """One panel per record: modules as rows, head index as columns, kept heads in one colour, removed in another."""
+    import numpy as np
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    rows = max(len(r["topology"]["head_masks"]) for r in records)
+    fig, axes = plt.subplots(1, len(records), figsize=(1.5 + 2.4 * len(records), 2.0 + 0.28 * rows), squeeze=False,
+                             layout="constrained")
+    colours = ["tab:red", "tab:green"]  # removed, kept
+    for ax, record in zip(axes[0], records):
+        modules = record["topology"]["head_masks"]
+        width = max(len(m["mask"]) for m in modules)
+        grid = np.full((len(modules), width), np.nan)  # (modules, heads); NaN where a module has fewer heads
+        for i, module in enumerate(modules):
+            grid[i, : len(module["mask"])] = module["mask"]
+        ax.imshow(grid, cmap=ListedColormap(colours), vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+        ax.set_yticks(range(len(modules)), [m["label"] for m in modules], fontsize=7)
+        ax.set_xticks(range(width))
+        ax.set_xlabel("head index")
+        ax.set_title(f"{label(record)}\n{record['heads_kept']}/{record['heads_total']} heads kept", fontsize=9)
+    axes[0][0].set_ylabel("attention module")
+    fig.legend(handles=[Patch(color=colours[1], label="kept"), Patch(color=colours[0], label="removed")],
+               loc="outside lower center", ncols=2, fontsize=8)
+    return fig
+
+
+def draw_ffn_degrees(plt, records, args):
+    """The records' FFN degree histograms overlaid as step lines (dense in black), zoomed to the occupied
+    bins, on a log count scale so that a few weakly connected units show next to thousands of full ones."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
+    occupied = []
+    for i, record in enumerate(records):
+        ffn = record["topology"]["ffn"]
+        edges, counts = ffn["histogram"]["edges"], ffn["histogram"]["counts"]
+        dense = record["method"] == "dense"
+        ax.stairs(counts, edges, linewidth=2.5 if dense else 1.5, color="black" if dense else f"C{i}",
+                  label=f"{label(record)}, degree std {ffn['degree_std']:.1f}")
+        occupied += [(edges[b], edges[b + 1]) for b, count in enumerate(counts) if count > 0]
+    if occupied:
+        low, high = min(lo for lo, _ in occupied), max(hi for _, hi in occupied)
+        margin = (high - low) * 0.05 + 1
+        ax.set_xlim(low - margin, high + margin)
+    ax.set_yscale("log")
+    ax.set_xlabel("FFN neuron degree (fc1 row + fc2 column entries not near zero)")
+    ax.set_ylabel("hidden units (log scale)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+DRAW = {"bleu-vs-heads": draw_bleu_vs_heads, "frontier": draw_frontier, "head-map": draw_head_map, "ffn-degrees": draw_ffn_degrees}
+
+
+def check_records(kind, records, paths) -> None:
+    """What a plot needs beyond its fields: a dense record for the frontier, histograms with one more edge
+    than counts; ``ValueError`` naming the file otherwise."""
+    if kind == "frontier" and dense_bleu(records) is None:
+        raise ValueError("frontier: no dense record (method 'dense') among the records; its BLEU is the reference")
+    if kind != "ffn-degrees":
+        return
+    for record, path in zip(records, paths):
+        histogram = record["topology"]["ffn"]["histogram"]
+        if len(histogram["edges"]) != len(histogram["counts"]) + 1:
+            raise ValueError(f"{path}: field 'topology.ffn.histogram' needs one more edge than counts")
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, with matplotlib's DEBUG logging silenced."""
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # before the import, which logs at DEBUG under fairseq's setup
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("kind", choices=list(DRAW), help="which plot to draw")
+    p.add_argument("records", nargs="+", help="evaluation record JSON files (tools.evaluate output)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--title", default=None, help=f"figure title (default: the plot's subject and '{DATA_SET}')")
+    p.add_argument("--bleu-tolerance", type=float, default=1.0,
+                   help="frontier only: keep runs whose BLEU is at most this many points below the dense record's")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        records = load_records(args.records, NEEDS[args.kind])
+        check_records(args.kind, records, args.records)
+    except ValueError as err:
+        raise SystemExit(f"plots: {err}")
+    out = prepare_output(args.out, "--out")
+    plt = pyplot()
+    fig = DRAW[args.kind](plt, records, args)
+    fig.suptitle(args.title or f"{SUBJECT[args.kind]}\n{DATA_SET}")
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    print(f"{args.kind} plot of {len(records)} records written to {out}")
+
+
+if __name__ == "__main__":
+    main()
