@@ -21,12 +21,12 @@ import re
 import statistics
 import subprocess
 import time
-from pathlib import Path
 
 import torch
 
 from ..checkpoint_stats import parameter_total
 from .evaluate import generate_command
+from .outputs import prepare_output
 
 MODELS = ("dense", "masked", "exported")
 TRANSLATED = re.compile(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in ([0-9.]+)s \([0-9.]+ sentences/s, ([0-9.]+) tokens/s\)")
@@ -113,9 +113,7 @@ def main(argv=None) -> dict:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise SystemExit(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise SystemExit(f"--out: {out} exists; pass --overwrite to replace it")
+    out = prepare_output(args.out, "--out", args.overwrite)
     runs = {name: [] for name in MODELS}
     for rep in range(args.reps):
         for name in MODELS[rep % 3:] + MODELS[:rep % 3]:
@@ -131,7 +129,6 @@ def main(argv=None) -> dict:
         "models": models, "masked_exported_hypotheses_identical": differing == 0,
         "masked_exported_sentences_differing": differing,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(table(models))
     print(f"masked and exported hypotheses differ in {differing} of {len(masked)} sentences")

@@ -22,6 +22,7 @@ from pathlib import Path
 import sacrebleu
 
 from .. import checkpoint_stats
+from .outputs import prepare_output
 
 PLUGIN_DIR = str(Path(__file__).resolve().parents[1])
 
@@ -105,9 +106,7 @@ def main(argv=None):
     for path, what in ((args.checkpoint, "--checkpoint"), (args.data_bin, "--data-bin")):
         if not os.path.exists(path):
             raise SystemExit(f"{what}: {path} does not exist")
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise SystemExit(f"--out: {out} exists; pass --overwrite to replace it")
+    out = prepare_output(args.out, "--out", args.overwrite)
     hyps, refs, wall, generation_seconds = generate(args)
     bleu = sacrebleu.BLEU()
     score = bleu.corpus_score(hyps, [refs])
@@ -126,7 +125,6 @@ def main(argv=None):
         "generation_seconds_fairseq": generation_seconds,
         **checkpoint_record(args.checkpoint, args.eps),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"{record['name']}: sacreBLEU {record['bleu']} ({record['bleu_signature']}) | tokenized BLEU "
           f"{record['tokenized_bleu']} | heads {record['heads_kept']}/{record['heads_total']} | "

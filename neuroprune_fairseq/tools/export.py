@@ -11,7 +11,6 @@ fc2's bias. The result loads with ``fairseq-generate DATA --user-dir neuroprune_
 import argparse
 import os
 import warnings
-from pathlib import Path
 
 import torch
 from fairseq import checkpoint_utils
@@ -20,6 +19,7 @@ from omegaconf import OmegaConf
 from .. import shrink_checkpoint as sc
 from ..checkpoint_stats import attention_module_names, parameter_total
 from ..model_parts import short_name
+from .outputs import prepare_output
 
 
 def parse_args(argv=None):
@@ -29,18 +29,6 @@ def parse_args(argv=None):
     p.add_argument("--eps", type=float, default=1e-4, help="an FFN unit is removed when all its fc1-row and fc2-column weights have |w| below this")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     return p.parse_args(argv)
-
-
-def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse an existing ``out`` without ``overwrite`` and a place that cannot hold a file."""
-    if out.exists() and not overwrite:
-        raise SystemExit(f"--out: {out} exists; pass --overwrite to replace it")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SystemExit(f"--out: cannot create the directory {out.parent} ({e.strerror})")
-    if not os.access(out.parent, os.W_OK):
-        raise SystemExit(f"--out: the directory {out.parent} is not writable")
 
 
 def load(path: str) -> dict:
@@ -78,8 +66,7 @@ def main(argv=None) -> dict:
         raise SystemExit(f"--checkpoint: {args.checkpoint} does not exist")
     if args.eps <= 0:
         raise SystemExit(f"--eps must be > 0, got {args.eps}")
-    out = Path(args.out)
-    check_out(out, args.overwrite)
+    out = prepare_output(args.out, "--out", args.overwrite)
     ckpt = load(args.checkpoint)
     model_args, state = ckpt["cfg"]["model"], ckpt["model"]
     try:
