@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from neuroprune_fairseq.head_masks import masks_from_state_dict
-from neuroprune_fairseq.tools import evaluate, michel
+from neuroprune_fairseq.tools import bench_train, evaluate, michel
 
 from .fairseq_run import BIN, PLUGIN_DIR, TINY_MODEL, preprocess, run, train_args, write_toy_corpus
 
@@ -103,3 +103,16 @@ def test_finetune_script_refuses_an_unknown_method_and_a_missing_budget(pretrain
         proc = subprocess.run(["bash", "examples/iwslt14_de_en/finetune.sh"], cwd=REPO, env={**base, **extra},
                               capture_output=True, text=True)
         assert proc.returncode == 1 and message in proc.stderr
+
+
+def test_training_overhead_benchmark_reports_ratios_and_pass_share(pretrained, tmp_path):
+    report = bench_train.main([
+        "--data-bin", str(pretrained / "bin"), "--pretrained", str(pretrained / "dense" / "checkpoint_last.pt"),
+        "--out", str(tmp_path / "bench_train.json"), "--updates", "6", "--log-interval", "2", "--reps", "1", "--cpu",
+        "--dsp-heads", "27", "--model-args", " ".join([*TINY_MODEL, *PRENORM, "--max-tokens", "600"]),
+    ])
+    assert set(report["results"]) == {"plain", "neuroprune", "dsp"}
+    assert report["results"]["plain"]["ratio_to_plain"] == 1.0
+    assert all(r["median_wps"] > 0 and r["intervals"] == 2 for r in report["results"].values())
+    assert report["updates_per_epoch"] == 4 and 0 < report["elimination_pass_fraction_of_epoch"]
+    assert json.loads((tmp_path / "bench_train.json").read_text())["results"] == report["results"]
