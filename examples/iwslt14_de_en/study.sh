@@ -21,6 +21,7 @@ MICHEL_BUDGETS=${MICHEL_BUDGETS-"81 54 27"}
 DSP_ANNEAL_UPDATES=${DSP_ANNEAL_UPDATES:-200}
 BEAM=${BEAM:-5}
 BENCH_REPS=${BENCH_REPS:-1}
+BENCH_THREADS=${BENCH_THREADS:-1}  # CPU threads per benchmarked generation (1: steadiest on a shared machine)
 PHASES=${PHASES:-"pretrain train evaluate export bench summary"}
 SEC_PER_EPOCH=${SEC_PER_EPOCH:-180}  # measured: 243 updates at ~1.45 updates/s on the 2-core machine
 SEC_PER_EVAL=${SEC_PER_EVAL:-35}     # measured: beam-5 generation of the 1,500 test sentences, ~26-30 s
@@ -101,7 +102,7 @@ for run in "${RUNS[@]}"; do
         step "inference benchmark $name (dense vs masked vs exported, $BENCH_REPS rep(s))"
         "$PYTHON" -m neuroprune_fairseq.tools.bench_generate --data-bin "$DATA_BIN" --dense "$PRETRAINED" \
             --masked "$dir/checkpoint_last.pt" --exported "$dir/exported.pt" --reps "$BENCH_REPS" --beam "$BEAM" \
-            --threads "$(nproc)" --cpu --out "$RESULTS_DIR/bench/$name.json"
+            --threads "$BENCH_THREADS" --cpu --out "$RESULTS_DIR/bench/$name.json"
     fi
     [[ -f "$record" ]] && records+=("$record")
 done
@@ -112,13 +113,14 @@ if has_phase summary && (( ${#records[@]} > 0 )); then
     "$PYTHON" -m neuroprune_fairseq.tools.study_table "${all[@]}" --bench-dir "$RESULTS_DIR/bench" \
         --logs-dir "$RESULTS_DIR/logs" --out-tsv "$RESULTS_DIR/results.tsv" --out-md "$RESULTS_DIR/results.md"
     title="offline German-English corpus (LibreOffice help), narrow 108-head transformer"
-    for kind in bleu-vs-heads frontier head-map; do
+    for kind in bleu-vs-heads frontier; do
         "$PYTHON" -m neuroprune_fairseq.tools.plots "$kind" "${all[@]}" --out "$RESULTS_DIR/$kind.png" --title "$title"
     done
-    degrees=("$RESULTS_DIR/records/dense.json")
-    for name in np_k54_strong l1_strong dsp_k54 michel_k54; do
-        [[ -f "$RESULTS_DIR/records/$name.json" ]] && degrees+=("$RESULTS_DIR/records/$name.json")
-    done
+    # records_named NAME...: the records of those runs that exist (the map and histograms compare a few runs)
+    records_named() { for n in "$@"; do [[ -f "$RESULTS_DIR/records/$n.json" ]] && echo "$RESULTS_DIR/records/$n.json"; done; true; }
+    mapfile -t heads < <(records_named np_k54_strong dsp_k54 michel_k54 np_k27_strong dsp_k27 michel_k27)
+    (( ${#heads[@]} > 0 )) && "$PYTHON" -m neuroprune_fairseq.tools.plots head-map "${heads[@]}" --out "$RESULTS_DIR/head-map.png" --title "$title"
+    mapfile -t degrees < <(records_named dense np_pen_strong np_k54_strong l1_strong dsp_k54)
     "$PYTHON" -m neuroprune_fairseq.tools.plots ffn-degrees "${degrees[@]}" --out "$RESULTS_DIR/ffn-degrees.png" --title "$title"
 fi
 echo
