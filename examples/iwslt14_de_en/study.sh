@@ -112,7 +112,7 @@ if has_phase summary && (( ${#records[@]} > 0 )); then
     all=("$RESULTS_DIR/records/dense.json" "${records[@]}")
     "$PYTHON" -m neuroprune_fairseq.tools.study_table "${all[@]}" --bench-dir "$RESULTS_DIR/bench" \
         --logs-dir "$RESULTS_DIR/logs" --out-tsv "$RESULTS_DIR/results.tsv" --out-md "$RESULTS_DIR/results.md"
-    title="offline German-English corpus (LibreOffice help), narrow 108-head transformer"
+    title="offline German-English corpus, narrow 108-head model"
     for kind in bleu-vs-heads frontier; do
         "$PYTHON" -m neuroprune_fairseq.tools.plots "$kind" "${all[@]}" --out "$RESULTS_DIR/$kind.png" --title "$title"
     done
