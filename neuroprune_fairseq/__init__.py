@@ -1,7 +1,9 @@
 """NeuroPrune for fairseq: load with ``--user-dir neuroprune_fairseq``.
 
-Registers the ``neuroprune_translation`` task, the ``neuroprune_label_smoothed_cross_entropy``
-criterion and the ``neuroprune_iwslt_de_en`` / ``neuroprune_iwslt_de_en_narrow`` architectures.
+Registers the ``neuroprune_translation`` task (NeuroPrune's elimination, head budgets, DSP gates), the
+``neuroprune_label_smoothed_cross_entropy`` criterion (NeuroPrune or l1 penalties), the
+``neuroprune_iwslt_de_en`` / ``neuroprune_iwslt_de_en_narrow`` architectures and the
+``neuroprune_exported_transformer`` model that loads exported (physically smaller) checkpoints.
 """
 import os
 

@@ -1,4 +1,5 @@
-"""Label-smoothed cross entropy plus NeuroPrune's regularizers.
+"""Label-smoothed cross entropy plus NeuroPrune's regularizers (or, with ``--np-penalty l1``, the l1
+baseline's plain l1 of the same matrices).
 
 Scale convention: fairseq criteria return the loss *summed* over the batch's ``sample_size`` (target
 tokens, or sentences with ``--sentence-avg``), and the trainer divides gradients by the summed
