@@ -24,7 +24,6 @@ MATRIX_SUFFIXES = {
     "q": ".q_proj.weight", "k": ".k_proj.weight", "v": ".v_proj.weight", "out": ".out_proj.weight",
     "fc1": ".fc1.weight", "fc2": ".fc2.weight",
 }
-PRUNABLE_SUFFIXES = tuple(MATRIX_SUFFIXES.values())
 DEGREE_BINS = 64  # histogram bins over [0, max degree] (fewer when the max degree is smaller)
 
 
@@ -113,21 +112,17 @@ def module_masks(state: Dict[str, torch.Tensor], num_heads: Dict[str, int]) -> D
     return masks
 
 
+def _sparsity(masked: Dict[str, torch.Tensor], eps: float) -> Dict[str, object]:
+    """Share of near-zero weights overall and per matrix type, from one count over an already masked state."""
+    counts = {kind: count_near_zero([t for k, t in masked.items() if k.endswith(suffix)], eps)
+              for kind, suffix in MATRIX_SUFFIXES.items()}  # kind -> (near_zero, total)
+    near_zero, total = (sum(c[i] for c in counts.values()) for i in (0, 1))
+    return {"overall": near_zero / max(total, 1), "by_type": {kind: z / max(n, 1) for kind, (z, n) in counts.items()}}
+
+
 def weight_sparsity(state: Dict[str, torch.Tensor], eps: float) -> float:
     """Share of prunable weights (q/k/v/out, fc1/fc2) with ``|w| < eps``, masked heads counted as zero."""
-    masked = apply_head_masks(state)
-    near_zero, total = count_near_zero([t for k, t in masked.items() if k.endswith(PRUNABLE_SUFFIXES)], eps)
-    return near_zero / max(total, 1)
-
-
-def sparsity_by_type(state: Dict[str, torch.Tensor], eps: float) -> Dict[str, float]:
-    """:func:`weight_sparsity` of each matrix type (q, k, v, out, fc1, fc2) over all layers."""
-    masked = apply_head_masks(state)
-    shares = {}
-    for kind, suffix in MATRIX_SUFFIXES.items():
-        near_zero, total = count_near_zero([t for k, t in masked.items() if k.endswith(suffix)], eps)
-        shares[kind] = near_zero / max(total, 1)
-    return shares
+    return _sparsity(apply_head_masks(state), eps)["overall"]
 
 
 def unique_parameter_keys(state: Dict[str, torch.Tensor]) -> List[str]:
@@ -156,14 +151,13 @@ def parameter_counts(state: Dict[str, torch.Tensor], eps: float) -> Dict[str, in
     return {"total": total, "nonzero": total - near_zero}
 
 
-def penalties(state: Dict[str, torch.Tensor], eps: float) -> Dict[str, float]:
+def _penalties(masked: Dict[str, torch.Tensor], eps: float) -> Dict[str, float]:
     """The regularizers R_attn (Eq. 2, summed over attention modules) and R_mlp (Eq. 1, summed over FFN
-    blocks) of the masked weights, in float32."""
-    masked = apply_head_masks(state)
+    blocks) of an already masked state, in float32."""
     r_attn = sum(
-        float(attention_penalty(*(masked[f"{m}.{p}_proj.weight"] for p in "qkv"))) for m in attention_module_names(state)
+        float(attention_penalty(*(masked[f"{m}.{p}_proj.weight"] for p in "qkv"))) for m in attention_module_names(masked)
     )
-    r_mlp = sum(float(mlp_penalty(masked[f"{n}.fc1.weight"], masked[f"{n}.fc2.weight"], eps)) for n in ffn_layer_names(state))
+    r_mlp = sum(float(mlp_penalty(masked[f"{n}.fc1.weight"], masked[f"{n}.fc2.weight"], eps)) for n in ffn_layer_names(masked))
     return {"R_attn": r_attn, "R_mlp": r_mlp}
 
 
@@ -195,13 +189,14 @@ def topology(state: Dict[str, torch.Tensor], num_heads: Dict[str, int], eps: flo
         A JSON-ready dict; ``head_masks`` lists the modules in state-dict order with their short labels.
     """
     masks = module_masks(state, num_heads)
+    masked = apply_head_masks(state)  # once for every figure below
     return {
         "eps": eps,
         "heads_kept": sum(sum(m) for m in masks.values()),
         "heads_total": sum(len(m) for m in masks.values()),
         "heads_per_module": {name: sum(m) for name, m in masks.items()},
         "head_masks": [{"module": name, "label": short_name(name), "mask": m} for name, m in masks.items()],
-        "weight_sparsity": {"overall": weight_sparsity(state, eps), "by_type": sparsity_by_type(state, eps)},
+        "weight_sparsity": _sparsity(masked, eps),
         "ffn": ffn_connectivity(state, eps),
-        "penalties": penalties(state, eps),
+        "penalties": _penalties(masked, eps),
     }

@@ -23,9 +23,9 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 )
 
 from .core.penalties import attention_penalty, l1_penalty, mlp_penalty
+from .model_parts import attention_modules, ffn_blocks
 
 PENALTY_CHOICES = ChoiceEnum(["neuroprune", "l1"])
-from .model_parts import attention_modules, ffn_blocks
 
 
 @dataclass
@@ -49,14 +49,17 @@ def model_penalties(model, eps: float, kind: str = "neuroprune"):
 
     ``kind`` 'neuroprune' gives Eq. 2 and Eq. 1; 'l1' gives the plain l1 of the same matrices.
     """
-    attn_term = attention_penalty if kind == "neuroprune" else l1_penalty
+    if kind == "neuroprune":
+        attn_term, mlp_term = attention_penalty, lambda fc1, fc2: mlp_penalty(fc1, fc2, eps)
+    else:
+        attn_term = mlp_term = l1_penalty
     device = next(model.parameters()).device
     r_attn = torch.zeros((), device=device)
     for _, attn in attention_modules(model):
         r_attn = r_attn + attn_term(attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight)
     r_mlp = torch.zeros((), device=device)
     for _, fc1, fc2 in ffn_blocks(model):
-        r_mlp = r_mlp + (mlp_penalty(fc1.weight, fc2.weight, eps) if kind == "neuroprune" else l1_penalty(fc1.weight, fc2.weight))
+        r_mlp = r_mlp + mlp_term(fc1.weight, fc2.weight)
     return r_attn, r_mlp
 
 

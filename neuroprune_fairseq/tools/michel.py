@@ -21,7 +21,7 @@ import torch
 
 from .. import head_masks
 from ..core.importance import head_gate_gradient, iterative_targets, normalize_per_module
-from ..core.selection import keep_top_k
+from ..core.selection import keep_top_k, module_slices
 from ..model_parts import attention_modules, short_name
 from .outputs import prepare_output
 
@@ -45,9 +45,7 @@ def parse_args(argv=None):
 
 def load(args):
     """The checkpoint's model (head masks attached), criterion and task, with data from --data-bin."""
-    from fairseq import checkpoint_utils
-
-    import neuroprune_fairseq  # noqa: F401  (registers the plugin's task, criterion and archs)
+    from fairseq import checkpoint_utils  # the plugin is registered: importing this module imported the package
 
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([args.checkpoint], arg_overrides={"data": args.data_bin})
     model = models[0]
@@ -58,7 +56,7 @@ def load(args):
 
 
 def score_heads(model, criterion, task, args):
-    """(N,) summed |dL/dxi_h| over the scoring split, module after module."""
+    """Summed |dL/dxi_h| over the scoring split: one (num_heads,) tensor per attention module, in order."""
     from fairseq import utils
 
     task.load_dataset(args.subset)
@@ -90,11 +88,11 @@ def current_mask(model) -> torch.Tensor:
 
 @torch.no_grad()
 def apply_mask(model, mask: torch.Tensor) -> None:
-    start = 0
-    for _, attn in attention_modules(model):
-        head_masks.head_mask(attn).copy_(mask[start : start + attn.num_heads])
+    """Set every module's head mask from the flat (N,) ``mask`` and zero the masked heads."""
+    modules = attention_modules(model)
+    for (_, attn), part in zip(modules, module_slices([attn.num_heads for _, attn in modules])):
+        head_masks.head_mask(attn).copy_(mask[part])
         head_masks.enforce_module(attn)
-        start += attn.num_heads
 
 
 def check_args(args) -> None:
