@@ -10,7 +10,7 @@ SOURCES=${SOURCES:-libreoffice}
 CORPUS_DIR=${CORPUS_DIR:-data/offline_de_en_${SOURCES//,/_}}
 MAX_PIECES=${MAX_PIECES:-40}
 DATA_BIN=${DATA_BIN:-$CORPUS_DIR/data-bin$MAX_PIECES}
-DENSE_UPDATES=${DENSE_UPDATES:-1100}
+DENSE_UPDATES=${DENSE_UPDATES:-1400}
 NP_EPOCHS=${NP_EPOCHS:-1}
 ALPHA=${ALPHA:-1e-4}
 BETA=${BETA:-1e-3}
@@ -42,10 +42,11 @@ step "5/6 NeuroPrune fine-tuning ($NP_EPOCHS epoch(s), alpha=$ALPHA beta=$BETA t
 DATA_BIN="$DATA_BIN" PRETRAINED="$RUN_DIR/dense/checkpoint_last.pt" SAVE_DIR="$RUN_DIR/neuroprune" \
     METHOD=neuroprune MAX_EPOCH="$NP_EPOCHS" ALPHA="$ALPHA" BETA="$BETA" THETA="$THETA" bash examples/iwslt14_de_en/finetune.sh
 
-step "6/6 evaluation (beam $BEAM, full test split) and summary"
+step "6/6 evaluation (beam $BEAM, the whole test split and its pairs of <= $MAX_PIECES pieces) and summary"
 for model in dense neuroprune; do
     "$PYTHON" -m neuroprune_fairseq.tools.evaluate --checkpoint "$RUN_DIR/$model/checkpoint_last.pt" --data-bin "$DATA_BIN" \
-        --out "$RUN_DIR/records/$model.json" --overwrite --name "$model" --method "$model" --beam "$BEAM" --cpu
+        --out "$RUN_DIR/records/$model.json" --overwrite --name "$model" --method "$model" --beam "$BEAM" \
+        --max-pieces "$MAX_PIECES" --cpu
 done
 "$PYTHON" -m neuroprune_fairseq.tools.summarize "$RUN_DIR/records/dense.json" "$RUN_DIR/records/neuroprune.json" \
     --out-json "$RUN_DIR/results.json" --out-png "$RUN_DIR/results.png"

@@ -108,6 +108,25 @@ def test_evaluation_record_describes_the_pruned_model(pipeline, tmp_path):
         evaluate.main(args)
 
 
+def test_evaluation_scores_the_sentences_within_the_length_limit(pipeline, tmp_path):
+    """--max-pieces 5: the subset is the test pairs whose both sides have <= 5 tokens, counted from the text."""
+    from neuroprune_fairseq.tools import evaluate
+
+    text = pipeline["save"].parent / "text"
+    sides = [(text / f"test.{lang}").read_text().splitlines() for lang in ("de", "en")]
+    short = sum(len(src.split()) <= 5 and len(tgt.split()) <= 5 for src, tgt in zip(*sides))
+    assert 0 < short < NUM_TEST
+    args = ["--checkpoint", str(pipeline["save"] / "checkpoint_last.pt"), "--data-bin", str(pipeline["save"].parent / "bin"),
+            "--beam", "2", "--cpu"]
+    record = evaluate.main(args + ["--out", str(tmp_path / "r.json"), "--max-pieces", "5"])
+    assert record["within_max_pieces"]["sentences"] == short and record["sentences"] == NUM_TEST
+    assert 0 <= record["within_max_pieces"]["bleu"] <= 100
+    with pytest.raises(SystemExit, match="--max-pieces 2: no sentence of the split is that short"):
+        evaluate.main(args + ["--out", str(tmp_path / "r2.json"), "--max-pieces", "2"])
+    with pytest.raises(SystemExit, match="--max-pieces -1: expected 0"):
+        evaluate.main(args + ["--out", str(tmp_path / "r3.json"), "--max-pieces", "-1"])
+
+
 def test_head_budget_schedule_in_fairseq_train(pipeline, tmp_path):
     """--np-head-budget 54 over 2 passes: the first pass aims at 81 heads, the second at 54; never fewer."""
     bin_dir = pipeline["save"].parent / "bin"

@@ -8,7 +8,8 @@ from neuroprune_fairseq.tools import summarize
 
 def _record(tmp_path, name, **overrides):
     record = {"name": name, "method": "dense", "bleu": 27.5, "tokenized_bleu": 28.1, "heads_kept": 108,
-              "heads_total": 108, "weight_sparsity": 0.01, "generate_seconds": 12.0, **overrides}
+              "heads_total": 108, "weight_sparsity": 0.01, "generate_seconds": 12.0, "sentences": 1500,
+              **overrides}
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(record))
     return str(path)
@@ -21,6 +22,19 @@ def test_summary_writes_json_png_and_table(tmp_path, capsys):
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = capsys.readouterr().out
     assert "neuroprune" in out and "61/108" in out and "25.00" in out
+
+
+def test_table_and_plot_show_the_length_subset_when_every_record_has_it(tmp_path, capsys):
+    subset = {"max_pieces": 40, "sentences": 1301, "bleu": 26.5, "tokenized_bleu": 26.4}
+    paths = [_record(tmp_path, "dense", within_max_pieces=subset),
+             _record(tmp_path, "neuroprune", within_max_pieces={**subset, "bleu": 24.25})]
+    summarize.main(paths + ["--out-json", str(tmp_path / "r.json"), "--out-png", str(tmp_path / "r.png")])
+    out = capsys.readouterr().out
+    assert "BLEU<=40" in out and "26.50" in out and "24.25" in out and "the 1301 whose source and reference" in out
+    assert (tmp_path / "r.png").stat().st_size > 0
+    summarize.main([paths[0], _record(tmp_path, "plain"), "--out-json", str(tmp_path / "r2.json"),
+                    "--out-png", str(tmp_path / "r2.png")])
+    assert "BLEU<=" not in capsys.readouterr().out  # one record without the subset: no column
 
 
 def test_malformed_record_fails_naming_file_and_field(tmp_path):

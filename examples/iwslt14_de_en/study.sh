@@ -25,6 +25,7 @@ BENCH_THREADS=${BENCH_THREADS:-1}  # CPU threads per benchmarked generation (1: 
 PHASES=${PHASES:-"pretrain train evaluate export bench summary"}
 SEC_PER_EPOCH=${SEC_PER_EPOCH:-180}  # measured: 243 updates at ~1.45 updates/s on the 2-core machine
 SEC_PER_EVAL=${SEC_PER_EVAL:-35}     # measured: beam-5 generation of the 1,500 test sentences, ~26-30 s
+SEC_MAIN_COMMAND=${SEC_MAIN_COMMAND:-1380}  # the main command (its dense model), when PRETRAINED is missing
 PYTHON=${PYTHON:-.venv/bin/python}
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,8p "$0"; exit 0; fi
@@ -49,8 +50,9 @@ for budget in $MICHEL_BUDGETS; do RUNS+=("michel_k$budget michel $budget 0 0"); 
 
 # Generation runs: evaluation of every run and the dense model, and 3 models per benchmark.
 estimate=$(( ${#RUNS[@]} * (EPOCHS * SEC_PER_EPOCH + SEC_PER_EVAL * (1 + 3 * BENCH_REPS)) + SEC_PER_EVAL ))
+[[ -f "$PRETRAINED" ]] || estimate=$(( estimate + SEC_MAIN_COMMAND ))
 echo "study: ${#RUNS[@]} fine-tuning runs x $EPOCHS epoch(s) + evaluation, export and benchmark of each"
-echo "study: estimated $(( estimate / 60 )) min on the 2-core machine (plus the main command if its dense model is missing)"
+echo "study: estimated $(( estimate / 60 )) min on the 2-core machine$([[ -f "$PRETRAINED" ]] || echo ", the main command's dense pretraining included")"
 
 if has_phase pretrain && [[ ! -f "$PRETRAINED" ]]; then
     step "pretraining: the README's main command (corpus, dense model)"

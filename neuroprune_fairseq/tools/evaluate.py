@@ -7,8 +7,11 @@ Usage:
 The data must be sentencepiece-encoded (``--remove-bpe sentencepiece`` restores text). Generation keeps
 every sentence (``--required-batch-size-multiple 1``). Detokenized BLEU is sacrebleu's default 13a; the
 tokenized BLEU re-tokenizes hypotheses and references with Moses (sacremoses) and scores them with no
-further tokenization, like ``multi-bleu.perl`` in the IWSLT14 literature. The record also carries the
-checkpoint's topology report (see ``tools.report``) under ``topology``, which ``tools.plots`` reads.
+further tokenization, like ``multi-bleu.perl`` in the IWSLT14 literature. With ``--max-pieces N`` the
+record also scores the sentences whose source and reference both have at most N pieces (the length limit
+training used) under ``within_max_pieces``; the headline BLEU is always over the whole split. The record
+also carries the checkpoint's topology report (see ``tools.report``) under ``topology``, which
+``tools.plots`` reads.
 """
 import argparse
 import json
@@ -41,6 +44,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=64, help="sentences per generation batch")
     p.add_argument("--max-len-a", type=float, default=1.2, help="fairseq --max-len-a (stops runaway hypotheses)")
     p.add_argument("--max-len-b", type=int, default=10, help="fairseq --max-len-b")
+    p.add_argument("--max-pieces", type=int, default=0,
+                   help="also score the sentences with at most this many pieces on both sides (0: whole split only)")
     p.add_argument("--eps", type=float, default=1e-4, help="|w| below this counts as zero in the sparsity figures")
     p.add_argument("--cpu", action="store_true", help="generate on CPU even if CUDA is available")
     return p.parse_args(argv)
@@ -84,6 +89,37 @@ def tokenized_bleu(hyps, refs) -> float:
     return sacrebleu.corpus_bleu(split(hyps), [split(refs)], tokenize="none").score
 
 
+def piece_counts(data_bin: str, subset: str) -> tuple:
+    """Pieces per sentence (end-of-sentence excluded) of ``subset``'s source and target in a fairseq-preprocess
+    folder, in sentence-id order: two int arrays."""
+    from fairseq.data import data_utils
+
+    found = sorted(Path(data_bin).glob(f"{subset}.*-*.*.idx"))
+    pair = found[0].name.split(".")[1] if found else ""
+    if not found or len(found) != 2:
+        raise SystemExit(f"--data-bin {data_bin}: expected one language pair's {subset}.SRC-TGT.{{SRC,TGT}}.idx files, found {[f.name for f in found]}")
+    src, tgt = pair.split("-")
+    counts = []
+    for lang in (src, tgt):
+        dataset = data_utils.load_indexed_dataset(str(Path(data_bin) / f"{subset}.{pair}.{lang}"), None)
+        counts.append(dataset.sizes - 1)  # a copy: the sizes are a view of the memory map, closed with the dataset
+    return tuple(counts)
+
+
+def length_subset_scores(hyps, refs, src_pieces, tgt_pieces, max_pieces: int) -> dict:
+    """sacreBLEU and tokenized BLEU of the sentences whose source and reference have <= ``max_pieces`` pieces."""
+    keep = [i for i in range(len(refs)) if src_pieces[i] <= max_pieces and tgt_pieces[i] <= max_pieces]
+    if not keep:
+        raise SystemExit(f"--max-pieces {max_pieces}: no sentence of the split is that short")
+    sub_hyps, sub_refs = [hyps[i] for i in keep], [refs[i] for i in keep]
+    return {
+        "max_pieces": max_pieces,
+        "sentences": len(keep),
+        "bleu": round(sacrebleu.corpus_bleu(sub_hyps, [sub_refs]).score, 2),
+        "tokenized_bleu": round(tokenized_bleu(sub_hyps, sub_refs), 2),
+    }
+
+
 def checkpoint_record(path: str, eps: float) -> dict:
     """Head, sparsity and parameter figures of a checkpoint's model state, with its full topology report
     (head masks, sparsity per matrix type, FFN degree histogram, penalties) under ``topology``."""
@@ -106,6 +142,8 @@ def main(argv=None):
     for path, what in ((args.checkpoint, "--checkpoint"), (args.data_bin, "--data-bin")):
         if not os.path.exists(path):
             raise SystemExit(f"{what}: {path} does not exist")
+    if args.max_pieces < 0:
+        raise SystemExit(f"--max-pieces {args.max_pieces}: expected 0 (off) or a positive piece count")
     out = prepare_output(args.out, "--out", args.overwrite)
     hyps, refs, wall, generation_seconds = generate(args)
     bleu = sacrebleu.BLEU()
@@ -123,12 +161,18 @@ def main(argv=None):
         "tokenized_bleu": round(tokenized_bleu(hyps, refs), 2),
         "generate_seconds": round(wall, 2),
         "generation_seconds_fairseq": generation_seconds,
+        **({"within_max_pieces": length_subset_scores(hyps, refs, *piece_counts(args.data_bin, args.subset), args.max_pieces)}
+           if args.max_pieces else {}),
         **checkpoint_record(args.checkpoint, args.eps),
     }
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"{record['name']}: sacreBLEU {record['bleu']} ({record['bleu_signature']}) | tokenized BLEU "
           f"{record['tokenized_bleu']} | heads {record['heads_kept']}/{record['heads_total']} | "
           f"sparsity {record['weight_sparsity']:.4f} | {len(hyps)} sentences in {wall:.1f}s")
+    if args.max_pieces:
+        sub = record["within_max_pieces"]
+        print(f"{record['name']}: sacreBLEU {sub['bleu']} | tokenized BLEU {sub['tokenized_bleu']} on the {sub['sentences']} "
+              f"sentences with <= {args.max_pieces} pieces per side")
     return record
 
 

@@ -14,15 +14,24 @@ from .records import load_records
 
 
 def table(records) -> str:
-    """A fixed-width text table of the records."""
-    head = f"{'model':<16} {'method':<11} {'sacreBLEU':>9} {'tok.BLEU':>8} {'heads':>8} {'sparsity':>8} {'gen s':>6}"
+    """A fixed-width text table of the records; a 'BLEU<=N' column when every record scored its split's
+    sentences of at most N pieces (``within_max_pieces``)."""
+    subsets = [r.get("within_max_pieces") for r in records]
+    limit = subsets[0]["max_pieces"] if all(subsets) and len({s["max_pieces"] for s in subsets}) == 1 else None
+    short = f"BLEU<={limit}" if limit else ""
+    head = (f"{'model':<16} {'method':<11} {'sacreBLEU':>9} {short:>9} {'tok.BLEU':>8} {'heads':>8} {'sparsity':>8} "
+            f"{'gen s':>6}")
     rows = [head, "-" * len(head)]
     for r in records:
         rows.append(
-            f"{r['name']:<16} {r['method']:<11} {r['bleu']:>9.2f} {r.get('tokenized_bleu', float('nan')):>8.2f} "
+            f"{r['name']:<16} {r['method']:<11} {r['bleu']:>9.2f} "
+            f"{format(r['within_max_pieces']['bleu'], '.2f') if limit else '':>9} {r.get('tokenized_bleu', float('nan')):>8.2f} "
             f"{str(r['heads_kept']) + '/' + str(r['heads_total']):>8} {r['weight_sparsity']:>8.4f} "
             f"{r.get('generate_seconds', float('nan')):>6.1f}"
         )
+    if limit:
+        rows.append(f"sacreBLEU: all {records[0]['sentences']} sentences of the split; BLEU<={limit}: the "
+                    f"{subsets[0]['sentences']} whose source and reference have <= {limit} pieces")
     return "\n".join(rows)
 
 
@@ -36,8 +45,17 @@ def plot(records, path: Path, title: str) -> None:
 
     names = [r["name"] for r in records]
     fig, (ax_bleu, ax_heads) = plt.subplots(1, 2, figsize=(9, 3.6))
-    bars = ax_bleu.bar(names, [r["bleu"] for r in records], color="tab:blue")
+    subsets = [r.get("within_max_pieces") for r in records]
+    width = 0.4 if all(subsets) else 0.8
+    offsets = [i - width / 2 if all(subsets) else i for i in range(len(records))]
+    bars = ax_bleu.bar(offsets, [r["bleu"] for r in records], width, color="tab:blue", label="whole split")
     ax_bleu.bar_label(bars, fmt="%.1f")
+    if all(subsets):
+        bars = ax_bleu.bar([i + width for i in offsets], [s["bleu"] for s in subsets], width, color="tab:cyan",
+                           label=f"<= {subsets[0]['max_pieces']} pieces ({subsets[0]['sentences']} sent.)")
+        ax_bleu.bar_label(bars, fmt="%.1f")
+        ax_bleu.legend(loc="lower right", fontsize=8)
+    ax_bleu.set_xticks(range(len(records)), names)
     ax_bleu.set_ylabel("sacreBLEU (test)")
     bars = ax_heads.bar(names, [r["heads_kept"] for r in records], color="tab:orange")
     ax_heads.bar_label(bars, fmt="%d")
