@@ -105,6 +105,28 @@ def test_finetune_script_refuses_an_unknown_method_and_a_missing_budget(pretrain
         assert proc.returncode == 1 and message in proc.stderr
 
 
+def test_study_redoes_a_record_older_than_its_checkpoint_and_skips_a_fresh_one(pretrained, tmp_path):
+    """study.sh's resumption: a committed (older) record is evaluated again, an up-to-date one is kept."""
+    import shutil
+
+    run_dir, results = tmp_path / "study" / "michel_k27", tmp_path / "results"
+    (results / "records").mkdir(parents=True), run_dir.mkdir(parents=True)
+    old = results / "records" / "michel_k27.json"
+    old.write_text('{"stale": true}')
+    os.utime(old, (1, 1))  # older than any checkpoint
+    shutil.copy(pretrained / "dense" / "checkpoint_last.pt", run_dir / "checkpoint_last.pt")
+    (run_dir / "done").touch()
+    env = dict(os.environ, STUDY_DIR=str(tmp_path / "study"), RESULTS_DIR=str(results), DATA_BIN=str(pretrained / "bin"),
+               PRETRAINED=str(pretrained / "dense" / "checkpoint_last.pt"), STRENGTHS="", DSP_BUDGETS="",
+               MICHEL_BUDGETS="27", PHASES="evaluate", BEAM="2", PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    first = subprocess.run(["bash", "examples/iwslt14_de_en/study.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "evaluate michel_k27" in first.stdout and "evaluate the pretrained dense model" in first.stdout
+    assert json.loads(old.read_text())["sentences"] == 16
+    second = subprocess.run(["bash", "examples/iwslt14_de_en/study.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert second.returncode == 0 and "=== [" not in second.stdout  # no step ran
+
+
 def test_training_overhead_benchmark_reports_ratios_and_pass_share(pretrained, tmp_path):
     report = bench_train.main([
         "--data-bin", str(pretrained / "bin"), "--pretrained", str(pretrained / "dense" / "checkpoint_last.pt"),

@@ -4,7 +4,8 @@
 #   NeuroPrune at head budgets {none (penalties only), 81, 54, 27} x two penalty strengths,
 #   l1 at the same two strengths, DSP at K in {81, 54, 27}, Michel importance at {81, 54, 27};
 # then for every run: evaluation (record), topology report, export, inference benchmark; finally the
-# results table and the four plots. Resumable: a finished step (its output file exists) is skipped.
+# results table and the four plots. Resumable: a step whose output exists and is newer than its inputs is
+# skipped, so results committed in the repository are redone by a fresh clone's new training.
 # Usage: bash examples/iwslt14_de_en/study.sh        (env overrides below; PHASES selects steps; -h for this text)
 set -euo pipefail
 
@@ -34,6 +35,8 @@ die() { echo "study.sh: $*" >&2; exit 1; }
 START=$(date +%s)
 step() { echo; echo "=== [$(( $(date +%s) - START ))s] $*"; }
 has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
+# stale OUT IN...: OUT is missing or older than one of the inputs (then the step that writes OUT runs).
+stale() { local out=$1; shift; [[ ! -f "$out" ]] && return 0; local in; for in in "$@"; do [[ "$in" -nt "$out" ]] && return 0; done; return 1; }
 
 # The run list: "name method budget alpha beta" (budget "-" = none).
 RUNS=()
@@ -78,10 +81,10 @@ for run in "${RUNS[@]}"; do
 done
 
 records=()
-if has_phase evaluate && [[ ! -f "$RESULTS_DIR/records/dense.json" ]]; then
+if has_phase evaluate && stale "$RESULTS_DIR/records/dense.json" "$PRETRAINED"; then
     step "evaluate the pretrained dense model"
     "$PYTHON" -m neuroprune_fairseq.tools.evaluate --checkpoint "$PRETRAINED" --data-bin "$DATA_BIN" --name dense \
-        --method dense --beam "$BEAM" --out "$RESULTS_DIR/records/dense.json" --cpu
+        --method dense --beam "$BEAM" --out "$RESULTS_DIR/records/dense.json" --overwrite --cpu
 fi
 for run in "${RUNS[@]}"; do
     read -r name method budget _ _ <<< "$run"
@@ -89,22 +92,22 @@ for run in "${RUNS[@]}"; do
     record="$RESULTS_DIR/records/$name.json"
     [[ -f "$dir/done" ]] || { echo "study: $name has not been trained yet, skipping its later steps"; continue; }
     budget_arg=(); [[ "$budget" != "-" ]] && budget_arg=(--budget "$budget")
-    if has_phase evaluate && [[ ! -f "$record" ]]; then
+    if has_phase evaluate && stale "$record" "$dir/checkpoint_last.pt"; then
         step "evaluate $name"
         "$PYTHON" -m neuroprune_fairseq.tools.evaluate --checkpoint "$dir/checkpoint_last.pt" --data-bin "$DATA_BIN" \
-            --name "$name" --method "$method" "${budget_arg[@]}" --beam "$BEAM" --out "$record" --cpu
+            --name "$name" --method "$method" "${budget_arg[@]}" --beam "$BEAM" --out "$record" --overwrite --cpu
     fi
-    if has_phase export && [[ ! -f "$dir/exported.pt" ]]; then
+    if has_phase export && { stale "$dir/exported.pt" "$dir/checkpoint_last.pt" || stale "$RESULTS_DIR/reports/$name.json" "$dir/checkpoint_last.pt"; }; then
         step "report and export $name"
         "$PYTHON" -m neuroprune_fairseq.tools.report --checkpoint "$dir/checkpoint_last.pt" \
             --out "$RESULTS_DIR/reports/$name.json" --overwrite > /dev/null
-        "$PYTHON" -m neuroprune_fairseq.tools.export --checkpoint "$dir/checkpoint_last.pt" --out "$dir/exported.pt"
+        "$PYTHON" -m neuroprune_fairseq.tools.export --checkpoint "$dir/checkpoint_last.pt" --out "$dir/exported.pt" --overwrite
     fi
-    if has_phase bench && [[ -f "$dir/exported.pt" && ! -f "$RESULTS_DIR/bench/$name.json" ]]; then
+    if has_phase bench && [[ -f "$dir/exported.pt" ]] && stale "$RESULTS_DIR/bench/$name.json" "$dir/exported.pt" "$PRETRAINED"; then
         step "inference benchmark $name (dense vs masked vs exported, $BENCH_REPS rep(s))"
         "$PYTHON" -m neuroprune_fairseq.tools.bench_generate --data-bin "$DATA_BIN" --dense "$PRETRAINED" \
             --masked "$dir/checkpoint_last.pt" --exported "$dir/exported.pt" --reps "$BENCH_REPS" --beam "$BEAM" \
-            --threads "$BENCH_THREADS" --cpu --out "$RESULTS_DIR/bench/$name.json"
+            --threads "$BENCH_THREADS" --cpu --out "$RESULTS_DIR/bench/$name.json" --overwrite
     fi
     [[ -f "$record" ]] && records+=("$record")
 done
