@@ -13,11 +13,17 @@ from .outputs import prepare_output
 from .records import load_records
 
 
-def table(records) -> str:
-    """A fixed-width text table of the records; a 'BLEU<=N' column when every record scored its split's
-    sentences of at most N pieces (``within_max_pieces``)."""
+def common_length_limit(records):
+    """N when every record scored its split's sentences of at most N pieces (``within_max_pieces``) with
+    the same N, else None."""
     subsets = [r.get("within_max_pieces") for r in records]
-    limit = subsets[0]["max_pieces"] if all(subsets) and len({s["max_pieces"] for s in subsets}) == 1 else None
+    return subsets[0]["max_pieces"] if all(subsets) and len({s["max_pieces"] for s in subsets}) == 1 else None
+
+
+def table(records) -> str:
+    """A fixed-width text table of the records; a 'BLEU<=N' column when they share a length subset."""
+    limit = common_length_limit(records)
+    subsets = [r.get("within_max_pieces") for r in records]
     short = f"BLEU<={limit}" if limit else ""
     head = (f"{'model':<16} {'method':<11} {'sacreBLEU':>9} {short:>9} {'tok.BLEU':>8} {'heads':>8} {'sparsity':>8} "
             f"{'gen s':>6}")
@@ -45,12 +51,12 @@ def plot(records, path: Path, title: str) -> None:
 
     names = [r["name"] for r in records]
     fig, (ax_bleu, ax_heads) = plt.subplots(1, 2, figsize=(9, 3.6))
-    subsets = [r.get("within_max_pieces") for r in records]
-    width = 0.4 if all(subsets) else 0.8
-    offsets = [i - width / 2 if all(subsets) else i for i in range(len(records))]
+    subsets = [r.get("within_max_pieces") for r in records] if common_length_limit(records) else []
+    width = 0.4 if subsets else 0.8
+    offsets = [i - width / 2 if subsets else i for i in range(len(records))]
     bars = ax_bleu.bar(offsets, [r["bleu"] for r in records], width, color="tab:blue", label="whole split")
     ax_bleu.bar_label(bars, fmt="%.1f")
-    if all(subsets):
+    if subsets:
         bars = ax_bleu.bar([i + width for i in offsets], [s["bleu"] for s in subsets], width, color="tab:cyan",
                            label=f"<= {subsets[0]['max_pieces']} pieces ({subsets[0]['sentences']} sent.)")
         ax_bleu.bar_label(bars, fmt="%.1f")
