@@ -95,9 +95,9 @@ def piece_counts(data_bin: str, subset: str) -> tuple:
     from fairseq.data import data_utils
 
     found = sorted(Path(data_bin).glob(f"{subset}.*-*.*.idx"))
-    pair = found[0].name.split(".")[1] if found else ""
-    if not found or len(found) != 2:
+    if len(found) != 2:
         raise SystemExit(f"--data-bin {data_bin}: expected one language pair's {subset}.SRC-TGT.{{SRC,TGT}}.idx files, found {[f.name for f in found]}")
+    pair = found[0].name.split(".")[1]
     src, tgt = pair.split("-")
     counts = []
     for lang in (src, tgt):

@@ -23,7 +23,6 @@ def common_length_limit(records):
 def table(records) -> str:
     """A fixed-width text table of the records; a 'BLEU<=N' column when they share a length subset."""
     limit = common_length_limit(records)
-    subsets = [r.get("within_max_pieces") for r in records]
     short = f"BLEU<={limit}" if limit else ""
     head = (f"{'model':<16} {'method':<11} {'sacreBLEU':>9} {short:>9} {'tok.BLEU':>8} {'heads':>8} {'sparsity':>8} "
             f"{'gen s':>6}")
@@ -37,7 +36,7 @@ def table(records) -> str:
         )
     if limit:
         rows.append(f"sacreBLEU: all {records[0]['sentences']} sentences of the split; BLEU<={limit}: the "
-                    f"{subsets[0]['sentences']} whose source and reference have <= {limit} pieces")
+                    f"{records[0]['within_max_pieces']['sentences']} whose source and reference have <= {limit} pieces")
     return "\n".join(rows)
 
 
