@@ -1,0 +1,82 @@
+"""examples/iwslt14_de_en/full_size.sh end to end on a tiny fake IWSLT14 archive: preparation, dense
+pretraining, one run per method, evaluation, export, table and plots (the inference benchmark phase is left
+out for time: study.sh runs it the same way for every setup); then a relaunch that skips everything finished.
+The model is shrunk by extra fairseq-train arguments, as a GPU user would resize it."""
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from .fairseq_run import BIN
+from .test_iwslt14_prepare import make_archive
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_DIMS = ["--encoder-embed-dim", "48", "--decoder-embed-dim", "48",
+             "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64", "--num-workers", "0",
+             "--required-batch-size-multiple", "1"]  # else fairseq makes no batch of the 2 valid sentences
+RUNS = {"np_k27_a1e-4_b1e-2": "neuroprune", "np_t0.3_a1e-4_b1e-2": "neuroprune", "l1_a1e-4_b1e-2": "l1",
+        "dsp_k27": "dsp", "michel_k27": "michel"}
+
+
+def _launch(root: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, IWSLT14_ARCHIVE=str(root / "de-en.tgz"), WORK_DIR=str(root / "work"),
+               DATA_BIN=str(root / "bin"), RUN_DIR=str(root / "runs"), VOCAB_SIZE="80", EPOCHS="1",
+               ALPHAS="1e-4", BETAS="1e-2", THETAS="0.3", BUDGETS="27", DSP_ANNEAL_UPDATES="4", BEAM="2",
+               DEVICE_FLAGS="--cpu", PHASES="train evaluate export summary", PYTHON=sys.executable, FAIRSEQ_TRAIN=str(BIN / "fairseq-train"),
+               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", OMP_NUM_THREADS="1")
+    env.pop("IWSLT14_URL", None)
+    return subprocess.run(["bash", "examples/iwslt14_de_en/full_size.sh", *TINY_DIMS], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    root = tmp_path_factory.mktemp("full_size")
+    make_archive(root / "de-en.tgz")
+    first = _launch(root)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return root, first, _launch(root)
+
+
+def _cfg(path: Path):
+    return torch.load(path, map_location="cpu", weights_only=False)["cfg"]
+
+
+def test_every_method_is_trained_evaluated_exported_and_tabled(recipe):
+    root, first, _ = recipe
+    results = root / "runs" / "results"
+    with open(results / "results.tsv") as f:
+        table = {row["run"]: row for row in csv.DictReader(f, delimiter="\t")}
+    assert set(table) == {"dense", *RUNS}
+    assert {name: table[name]["method"] for name in RUNS} == RUNS
+    kept = {name: int(row["heads kept"].split("/")[0]) for name, row in table.items()}
+    assert kept["dense"] == kept["l1_a1e-4_b1e-2"] == 108
+    assert kept["dsp_k27"] == kept["michel_k27"] == 27 and 27 <= kept["np_k27_a1e-4_b1e-2"] < 108
+    assert all((root / "runs" / name / "exported.pt").exists() for name in RUNS)
+    for png in ("bleu-vs-heads", "frontier", "head-map", "ffn-degrees"):
+        assert (results / f"{png}.png").stat().st_size > 0
+    assert "no time estimate" in first.stdout
+
+
+def test_pretraining_and_fine_tuning_get_the_recipe_and_the_extra_arguments(recipe):
+    root = recipe[0]
+    dense = _cfg(root / "runs" / "dense" / "checkpoint_last.pt")
+    assert dense["model"].arch == "neuroprune_iwslt_de_en" and dense["model"].encoder_embed_dim == 48
+    assert dense["optimization"]["lr"] == [5e-4] and dense["lr_scheduler"]["warmup_updates"] == 4000
+    assert dense["model"].dropout == 0.3
+    tuned = _cfg(root / "runs" / "np_t0.3_a1e-4_b1e-2" / "checkpoint_last.pt")
+    assert tuned["model"].encoder_ffn_embed_dim == 64 and tuned["optimization"]["lr"] == [2.5e-4]
+    assert tuned["task"]["np_theta"] == 0.3 and tuned["task"]["np_head_budget"] is None
+    assert tuned["criterion"]["np_alpha"] == 1e-4 and tuned["criterion"]["np_beta"] == 1e-2
+
+
+def test_a_relaunch_skips_every_finished_step(recipe):
+    second = recipe[2]
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "dense pretraining" not in second.stdout
+    steps = [line for line in second.stdout.splitlines() if line.startswith("=== [")]
+    assert len(steps) == 1 and "results table and plots" in steps[0]
