@@ -18,8 +18,8 @@ ARCH=${ARCH:-neuroprune_iwslt_de_en}
 EPOCHS=${EPOCHS:-15}
 ALPHAS=${ALPHAS:-"1e-4 3e-4 1e-3"}
 BETAS=${BETAS:-"1e-3 1e-2"}
-THETAS=${THETAS:-"0.2 0.25 0.3"}
-BUDGETS=${BUDGETS:-"81 54 27"}
+THETAS=${THETAS-"0.2 0.25 0.3"}  # empty: no fixed-theta runs
+BUDGETS=${BUDGETS-"81 54 27"}  # empty: no budget runs (and no DSP or Michel)
 DENSE_LR=${DENSE_LR:-5e-4}
 WARMUP=${WARMUP:-4000}
 FINETUNE_LR=${FINETUNE_LR:-2.5e-4}  # about where the dense inverse_sqrt schedule ends (~16k updates)
@@ -34,7 +34,7 @@ FAIRSEQ_TRAIN=${FAIRSEQ_TRAIN:-.venv/bin/fairseq-train}
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,10p "$0"; exit 0; fi
 cd "$(dirname "$0")/../.."
 die() { echo "full_size.sh: $*" >&2; exit 1; }
-for list in ALPHAS BETAS BUDGETS; do [[ -n "${!list// /}" ]] || die "$list is empty: give at least one value"; done
+for list in ALPHAS BETAS; do [[ -n "${!list// /}" ]] || die "$list is empty: give at least one value"; done
 
 [[ -f "$DATA_BIN/dict.de.txt" ]] || WORK_DIR="$WORK_DIR" DEST_DIR="$DATA_BIN" PYTHON="$PYTHON" \
     bash examples/iwslt14_de_en/prepare-iwslt14.sh
@@ -51,13 +51,14 @@ fi
 strengths=""
 for alpha in $ALPHAS; do for beta in $BETAS; do strengths+=" a${alpha}_b${beta}:$alpha:$beta"; done; done
 mid=$(echo "$BUDGETS" | awk '{print $(int((NF + 1) / 2))}')  # the middle budget, for the FFN degree plot
-strongest="a${ALPHAS##* }_b${BETAS##* }"
-head_map=""; for budget in $BUDGETS; do head_map+=" np_k${budget}_$strongest dsp_k$budget michel_k$budget"; done
+last() { echo "$1" | awk '{print $NF}'; }
+shown="a$(last "$ALPHAS")_b$(last "$BETAS")"  # the last alpha and beta, for the head map and degree plots
+head_map=""; for budget in $BUDGETS; do head_map+=" np_k${budget}_$shown dsp_k$budget michel_k$budget"; done
 
 STUDY_DIR="$RUN_DIR" RESULTS_DIR="$RESULTS_DIR" DATA_BIN="$DATA_BIN" PRETRAINED="$RUN_DIR/dense/checkpoint_last.pt" \
     EPOCHS="$EPOCHS" STRENGTHS="$strengths" NP_BUDGETS="$BUDGETS" THETAS="$THETAS" DSP_BUDGETS="$BUDGETS" \
     MICHEL_BUDGETS="$BUDGETS" DSP_ANNEAL_UPDATES="$DSP_ANNEAL_UPDATES" ARCH="$ARCH" LR="$FINETUNE_LR" \
     DROPOUT="$DROPOUT" MAX_TOKENS="$MAX_TOKENS" DEVICE_FLAGS="$DEVICE_FLAGS" FAIRSEQ_TRAIN="$FAIRSEQ_TRAIN" \
     PHASES="$PHASES" SEC_PER_EPOCH="" TITLE="IWSLT14 De-En, wide 108-head transformer" \
-    HEAD_MAP_RUNS="$head_map" DEGREE_RUNS="dense np_k${mid}_$strongest l1_$strongest dsp_k$mid" PYTHON="$PYTHON" \
+    HEAD_MAP_RUNS="$head_map" DEGREE_RUNS="dense np_k${mid}_$shown l1_$shown dsp_k$mid" PYTHON="$PYTHON" \
     bash examples/iwslt14_de_en/study.sh "$@"
