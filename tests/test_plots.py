@@ -42,6 +42,23 @@ def test_each_kind_writes_a_png(tmp_path, records, kind):
     assert out.read_bytes()[:8] == PNG_MAGIC
 
 
+def test_a_method_has_the_same_colour_in_every_plot(records):
+    """The frontier drops methods (here DSP, below the tolerance): colours must not shift with them."""
+    loaded = plots.load_records(records)
+    plt = plots.pyplot()
+    args = plots.parse_args(["frontier", *records, "--out", "unused.png"])
+    colours = []
+    for draw, subset in ((plots.draw_bleu_vs_heads, loaded), (plots.draw_frontier, loaded),
+                         (plots.draw_bleu_vs_heads, [r for r in loaded if r["method"] != "neuroprune"])):
+        fig = draw(plt, subset, args)
+        colours.append({line.get_label().split(" ")[0]: line.get_color() for line in fig.axes[0].get_lines()
+                        if line.get_linestyle() != "--"})  # not the dense reference line
+        plt.close(fig)
+    assert colours[0]["neuroprune"] == colours[1]["neuroprune"] == "C0" and colours[0]["dsp"] == colours[2]["dsp"] == "C2"
+    assert colours[0]["dense"] == colours[1]["dense"] == "black" and "dsp" not in colours[1]
+    assert plots.colour("movement") == plots.colour("movement") not in plots.METHOD_COLOURS.values()
+
+
 def test_pareto_keeps_runs_no_other_run_beats_on_both_heads_and_sparsity():
     """b (more heads, less sparsity than a) is dominated; c (fewer heads, less sparsity) is not; ties keep the sparser."""
     runs = [{"name": n, "heads_kept": h, "weight_sparsity": s}

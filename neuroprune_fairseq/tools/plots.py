@@ -10,6 +10,7 @@ KIND is one of bleu-vs-heads, frontier, head-map, ffn-degrees. Every number come
 """
 import argparse
 import logging
+import zlib
 from collections import defaultdict
 from typing import Dict, List
 
@@ -30,6 +31,7 @@ SUBJECT = {
     "ffn-degrees": "FFN neuron degrees",
 }
 DATA_SET = "offline German-English corpus"
+METHOD_COLOURS = {"dense": "black", "neuroprune": "C0", "l1": "C1", "dsp": "C2", "michel": "C3"}
 
 
 def by_method(records) -> Dict[str, List[dict]]:
@@ -38,6 +40,11 @@ def by_method(records) -> Dict[str, List[dict]]:
     for record in records:
         groups[record["method"]].append(record)
     return dict(groups)
+
+
+def colour(method: str) -> str:
+    """The method's colour, the same in every plot; other methods get one of C4-C9 from their name."""
+    return METHOD_COLOURS.get(method, f"C{4 + zlib.crc32(method.encode()) % 6}")
 
 
 def label(record) -> str:
@@ -69,8 +76,8 @@ def draw_bleu_vs_heads(plt, records, args):
         ax.axhline(reference, color="black", linestyle="--", linewidth=1, label=f"dense ({reference:.2f})")
     for method, group in by_method(records).items():
         group = sorted(group, key=lambda r: r["heads_kept"])
-        style = {"marker": "*", "markersize": 10, "linestyle": "none", "color": "black"} if method == "dense" else {"marker": "o"}
-        ax.plot([r["heads_kept"] for r in group], [r["bleu"] for r in group], label=method, **style)
+        style = {"marker": "*", "markersize": 10, "linestyle": "none"} if method == "dense" else {"marker": "o"}
+        ax.plot([r["heads_kept"] for r in group], [r["bleu"] for r in group], label=method, color=colour(method), **style)
     ax.set_xlabel("attention heads kept")
     ax.set_ylabel("sacreBLEU")
     ax.legend()
@@ -85,9 +92,9 @@ def draw_frontier(plt, records, args):
     fig, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
     for method, group in by_method(eligible).items():
         front = pareto(group)
-        style = {"marker": "*", "markersize": 10, "color": "black"} if method == "dense" else {"marker": "o"}
+        style = {"marker": "*", "markersize": 10} if method == "dense" else {"marker": "o"}
         ax.plot([r["heads_kept"] for r in front], [r["weight_sparsity"] for r in front],
-                label=f"{method} ({len(front)} Pareto-optimal of {len(group)})", **style)
+                label=f"{method} ({len(front)} Pareto-optimal of {len(group)})", color=colour(method), **style)
     ax.set_xlabel("attention heads kept (fewer is better)")
     ax.set_ylabel("weight sparsity (higher is better)")
     ax.set_title(f"runs with BLEU >= dense {reference:.2f} - {args.bleu_tolerance:g}", fontsize=9)
