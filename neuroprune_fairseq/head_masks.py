@@ -6,18 +6,23 @@ q/k/v rows and biases and out-projection columns are kept exactly zero (:func:`e
 the head from every forward path, including the fused ``F.multi_head_attention_forward`` fast path
 that never calls ``out_proj`` as a module: with q = k = v = 0 and zero out-columns the head adds nothing.
 """
-from typing import Dict, List, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from .core.budget import ThetaChoice, choose_theta
-from .core.heads import EliminationPlan, fold_out_projection, head_row_mask, module_distances, plan_from_distances
+from .core.fold import data_fold, head_output_energy, value_bias_carry
+from .core.heads import (EliminationPlan, fold_out_projection, head_row_mask, keep_most_important, linf_distances,
+                         live_distances, plan_from_distances)
+from .core.similarity import output_distances
 from .model_parts import attention_modules, unwrap
 
 MASK_BUFFER = "np_head_mask"
 PRUNED_EPOCH_BUFFER = "np_last_pruned_epoch"
-DSP_LOGITS_KEY = "np_dsp_logits"  # DSP's gate logits in a checkpoint's model state (see dsp_gates)
+DSP_STATE_PREFIX = "np_dsp_"  # DSP's training state in a checkpoint's model state: gate logits, their AdamW state
+DSP_LOGITS_KEY = DSP_STATE_PREFIX + "logits"  # (see dsp_gates)
 DSP_ROOT_FLAG = "_np_dsp_training"  # set on a model whose DSP gates are training
 
 
@@ -40,10 +45,11 @@ def _check_or_fill_mask(module, state_dict, prefix, *args):
 
 def _prepare_root_state(module, state_dict, prefix, *args):
     """Load-time pre-hook of the model: a missing pruned-epoch counter starts at 0, and DSP's gate
-    logits are dropped unless this model trains DSP gates (they only matter to DSP training)."""
+    logits and their AdamW state are dropped unless this model trains DSP gates (they only matter to DSP training)."""
     state_dict.setdefault(prefix + PRUNED_EPOCH_BUFFER, torch.zeros((), dtype=torch.long))
     if not getattr(module, DSP_ROOT_FLAG, False):
-        state_dict.pop(prefix + DSP_LOGITS_KEY, None)
+        for key in [k for k in state_dict if k.startswith(prefix + DSP_STATE_PREFIX)]:
+            del state_dict[key]
 
 
 def attach(model: nn.Module) -> None:
@@ -97,41 +103,122 @@ def enforce(model: nn.Module) -> None:
         enforce_module(attn)
 
 
+SIMILARITIES = ("linf", "linf_scaled", "output")
+KEEP_RULES = ("paper", "importance")
+FOLDS = ("paper", "none", "data")
+HeadStats = Dict[str, Tuple[torch.Tensor, torch.Tensor]]  # module name -> head-output (mean, cov), see calibration
+
+
+@dataclass(frozen=True)
+class PassVariant:
+    """How an elimination pass compares heads, which head of a similar group stays, and how the others fold.
+
+    Attributes:
+        similarity: ``linf`` (the paper's), ``linf_scaled`` (scale-free) or ``output`` (data-aware),
+            see ``core.heads.linf_distances`` and ``core.similarity``.
+        keep: ``paper`` (Algorithm 3's dominating head) or ``importance`` (the group's head with the
+            largest output variance, ``core.fold.head_output_energy``).
+        fold: ``paper`` (out-projection columns added, plus the exact value-bias carry), ``none``
+            (mask only) or ``data`` (least-squares fold, ``core.fold.data_fold``).
+        ridge: ridge of the data-aware fits, relative to the larger output variance of the two heads.
+    The default is the paper's pass.
+    """
+
+    similarity: str = "linf"
+    keep: str = "paper"
+    fold: str = "paper"
+    ridge: float = 1e-2
+
+    def __post_init__(self):
+        for value, allowed, what in ((self.similarity, SIMILARITIES, "similarity"), (self.keep, KEEP_RULES, "keep rule"),
+                                     (self.fold, FOLDS, "fold")):
+            if value not in allowed:
+                raise ValueError(f"unknown {what} '{value}': expected one of {', '.join(allowed)}")
+        if not self.ridge >= 0:
+            raise ValueError(f"the fold's ridge must be >= 0, got {self.ridge}")
+
+    @property
+    def needs_data(self) -> bool:
+        """Whether the pass needs head-output statistics from calibration data."""
+        return self.similarity == "output" or self.keep == "importance" or self.fold == "data"
+
+
+PAPER_PASS = PassVariant()
+
+
+def _module_stats(name: str, variant: PassVariant, stats: Optional[HeadStats]):
+    if not variant.needs_data:
+        return None
+    if stats is None or name not in stats:
+        raise ValueError(f"the elimination pass {variant} needs calibration statistics of module {name}")
+    return stats[name]
+
+
 @torch.no_grad()
-def apply_plan(attn: nn.Module, plan: EliminationPlan) -> EliminationPlan:
-    """Fold ``plan``'s pruned heads into their dominators and mask them."""
-    if plan.pruned:
-        attn.out_proj.weight.copy_(fold_out_projection(attn.out_proj.weight, plan.kept_for, attn.head_dim))
-        head_mask(attn)[plan.pruned] = 0
-        enforce_module(attn)
+def apply_plan(attn: nn.Module, plan: EliminationPlan, variant: PassVariant = PAPER_PASS, stats=None) -> EliminationPlan:
+    """Fold ``plan``'s pruned heads into the heads that stay (``variant``) and mask them.
+
+    Args:
+        attn: the module; plan: from :func:`plan_from_distances`; variant: see :class:`PassVariant`.
+        stats: the module's head-output (mean, cov) when ``variant.needs_data``.
+    Returns:
+        The plan applied (its keepers changed by the importance rule).
+    """
+    if not plan.pruned:
+        return plan
+    weight, d = attn.out_proj.weight, attn.head_dim
+    if variant.keep == "importance":
+        plan = EliminationPlan(keep_most_important(plan.kept_for, head_output_energy(weight, stats[1], attn.num_heads)), plan.min_distance)
+    if variant.fold == "paper":
+        if attn.v_proj.bias is not None:
+            attn.out_proj.bias += value_bias_carry(weight, attn.v_proj.bias, plan.kept_for, d)
+        weight.copy_(fold_out_projection(weight, plan.kept_for, d))
+    elif variant.fold == "data":
+        if attn.out_proj.bias is None:
+            raise ValueError("the data-aware fold needs an out-projection bias (the fitted offsets go there)")
+        new_weight, bias_change, _ = data_fold(weight, plan.kept_for, d, *stats, variant.ridge)
+        weight.copy_(new_weight)
+        attn.out_proj.bias += bias_change
+    head_mask(attn)[plan.pruned] = 0
+    enforce_module(attn)
     return plan
 
 
-def _distances(attn: nn.Module):
-    return module_distances(attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, head_mask(attn) > 0)
+def _distances(attn: nn.Module, variant: PassVariant, stats):
+    if variant.similarity == "output":
+        full = output_distances(attn.out_proj.weight, *stats, attn.num_heads, variant.ridge)
+    else:
+        full = linf_distances(attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, attn.num_heads,
+                              scaled=variant.similarity == "linf_scaled")
+    return live_distances(full, head_mask(attn) > 0)
 
 
-def eliminate_module(attn: nn.Module, theta: float) -> EliminationPlan:
-    """One ELIM_REDUNDANT pass on one module at threshold ``theta``."""
-    return apply_plan(attn, plan_from_distances(_distances(attn), theta))
+def eliminate(model: nn.Module, theta: float, variant: PassVariant = PAPER_PASS,
+              stats: Optional[HeadStats] = None) -> Dict[str, EliminationPlan]:
+    """One ELIM_REDUNDANT pass at threshold ``theta`` on every attention module; plans by module name.
+
+    ``stats`` (:func:`calibration.head_output_stats`) is needed when ``variant.needs_data``.
+    """
+    plans = {}
+    for name, attn in attention_modules(model):
+        module_stats = _module_stats(name, variant, stats)
+        plans[name] = apply_plan(attn, plan_from_distances(_distances(attn, variant, module_stats), theta), variant, module_stats)
+    return plans
 
 
-def eliminate(model: nn.Module, theta: float) -> Dict[str, EliminationPlan]:
-    """Run :func:`eliminate_module` on every attention module; returns the plans by module name."""
-    return {name: eliminate_module(attn, theta) for name, attn in attention_modules(model)}
-
-
-def eliminate_to_budget(model: nn.Module, target: int, floor: int) -> Tuple[ThetaChoice, Dict[str, EliminationPlan]]:
+def eliminate_to_budget(model: nn.Module, target: int, floor: int, variant: PassVariant = PAPER_PASS,
+                        stats: Optional[HeadStats] = None) -> Tuple[ThetaChoice, Dict[str, EliminationPlan]]:
     """One pass whose theta is chosen (:func:`choose_theta`) to keep ``target`` heads, never fewer than ``floor``.
 
     Returns the choice and the plans applied (none when no threshold fits).
     """
-    modules = attention_modules(model)
-    distances = [_distances(attn) for _, attn in modules]
+    modules = [(name, attn, _module_stats(name, variant, stats)) for name, attn in attention_modules(model)]
+    distances = [_distances(attn, variant, module_stats) for _, attn, module_stats in modules]
     choice = choose_theta(distances, target, floor)
     if choice.theta is None:
         return choice, {}
-    return choice, {name: apply_plan(attn, plan_from_distances(d, choice.theta)) for (name, attn), d in zip(modules, distances)}
+    return choice, {name: apply_plan(attn, plan_from_distances(d, choice.theta), variant, module_stats)
+                    for (name, attn, module_stats), d in zip(modules, distances)}
 
 
 def heads_kept(model: nn.Module) -> Dict[str, int]:

@@ -62,16 +62,18 @@ def train_args(bin_dir: Path, save_dir: Path, *extra: str, task="neuroprune_tran
     ]
 
 
-def build_in_process(tmp_path, *extra, model_args=TINY_MODEL):
-    """Task, model and criterion built through fairseq's own flag parsing, on a 20-word dictionary."""
+def build_in_process(tmp_path, *extra, model_args=TINY_MODEL, data_bin=None):
+    """Task, model and criterion built through fairseq's own flag parsing, on a 20-word dictionary
+    written to ``tmp_path`` (or on the dictionaries of an existing fairseq-preprocess folder ``data_bin``)."""
     from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    for lang in ("de", "en"):
-        (tmp_path / f"dict.{lang}.txt").write_text("".join(f"w{i} 1\n" for i in range(20)))
+    if data_bin is None:
+        for lang in ("de", "en"):
+            (tmp_path / f"dict.{lang}.txt").write_text("".join(f"w{i} 1\n" for i in range(20)))
     parser = options.get_training_parser()
     args = options.parse_args_and_arch(parser, [
-        str(tmp_path), "--user-dir", PLUGIN_DIR, "--task", "neuroprune_translation", "-s", "de", "-t", "en",
+        str(data_bin or tmp_path), "--user-dir", PLUGIN_DIR, "--task", "neuroprune_translation", "-s", "de", "-t", "en",
         "--criterion", "neuroprune_label_smoothed_cross_entropy", "--label-smoothing", "0.1", *model_args, *extra,
     ])
     cfg = convert_namespace_to_omegaconf(args)

@@ -101,7 +101,7 @@ def test_eliminate_identical_heads_keeps_output_and_masks():
             proj.bias[0:4] = proj.bias[8:12]
     x = torch.randn(5, 2, 12)
     before, _ = attn(x, x, x)
-    plan = head_masks.eliminate_module(attn, theta=0.0)
+    plan = head_masks.eliminate(attn, theta=0.0)[""]  # the module itself is its only attention module
     after, _ = attn(x, x, x)
     assert plan.kept_for == [2, 1, 2]
     assert head_masks.head_mask(attn).tolist() == [0.0, 1.0, 1.0]

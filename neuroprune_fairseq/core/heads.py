@@ -11,20 +11,23 @@ import torch
 
 
 def head_parameters(q_weight: torch.Tensor, k_weight: torch.Tensor, v_weight: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """Each head's stacked [Q, K, V] weight slice, flattened.
+    """Each head's [Q, K, V] weight slices, flattened and concatenated.
+
+    The inputs may differ in width (cross-attention whose keys/values come from a narrower or wider
+    encoder): two heads of one module are compared entry by entry within Q, within K and within V, which
+    read the same inputs, so the l_inf distance of :func:`head_distances` is the largest of the three.
 
     Args:
-        q_weight, k_weight, v_weight: (embed, in) projection weights.
+        q_weight, k_weight, v_weight: (embed, in_q), (embed, in_k), (embed, in_v) projection weights.
         num_heads: heads in the module; must divide ``embed``.
     Returns:
-        (num_heads, 3 * head_dim * in) tensor.
+        (num_heads, head_dim * (in_q + in_k + in_v)) tensor.
     """
     embed = q_weight.shape[0]
     if embed % num_heads != 0:
         raise ValueError(f"num_heads={num_heads} does not divide the projection size {embed}")
-    stacked = torch.stack([q_weight, k_weight, v_weight])  # (3, embed, in)
-    per_head = stacked.reshape(3, num_heads, embed // num_heads, -1)  # (3, H, d, in)
-    return per_head.transpose(0, 1).reshape(num_heads, -1)  # (H, 3*d*in)
+    per_head = [w.reshape(num_heads, -1) for w in (q_weight, k_weight, v_weight)]  # (H, d*in_w) each
+    return torch.cat(per_head, dim=1)  # (H, d*(in_q+in_k+in_v))
 
 
 def head_distances(head_params: torch.Tensor) -> torch.Tensor:
@@ -147,21 +150,42 @@ class ModuleDistances:
             self.min_distance = float((self.distances + inf_diagonal).min())
 
 
-def module_distances(q_weight: torch.Tensor, k_weight: torch.Tensor, v_weight: torch.Tensor, active: torch.Tensor) -> ModuleDistances:
-    """Distances between the active heads of one module.
+def linf_distances(q_weight: torch.Tensor, k_weight: torch.Tensor, v_weight: torch.Tensor, num_heads: int,
+                   scaled: bool = False) -> torch.Tensor:
+    """(H, H) l_inf distances between the heads' [Q, K, V] slices (:func:`head_parameters`).
+
+    ``scaled`` divides each head's slice by its largest magnitude first, so the distance compares the
+    weights' pattern rather than their scale (on a dense model the raw distance between two heads is
+    about their largest weight).
+    """
+    params = head_parameters(q_weight.detach().float(), k_weight.detach().float(), v_weight.detach().float(), num_heads)  # (H, P)
+    if scaled:
+        params = params / params.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+    return head_distances(params)
+
+
+def live_distances(distances: torch.Tensor, active: torch.Tensor) -> ModuleDistances:
+    """A module's (H, H) distances restricted to its active heads.
 
     Masked heads are left out (their all-zero slices would otherwise look alike).
 
     Args:
-        q_weight, k_weight, v_weight: (embed, in) projection weights.
-        active: (H,) bool, heads not yet masked; at least one must be true.
+        distances: (H, H); active: (H,) bool, heads not yet masked; at least one must be true.
     """
-    num_heads = active.numel()
-    live = [h for h in range(num_heads) if bool(active[h])]
+    live = [h for h in range(active.numel()) if bool(active[h])]
     if not live:
         raise ValueError("an attention module must keep at least one active head")
-    params = head_parameters(q_weight.detach().float(), k_weight.detach().float(), v_weight.detach().float(), num_heads)
-    return ModuleDistances(num_heads=num_heads, live=live, distances=head_distances(params[live]))
+    return ModuleDistances(num_heads=active.numel(), live=live, distances=distances[live][:, live])
+
+
+def module_distances(q_weight: torch.Tensor, k_weight: torch.Tensor, v_weight: torch.Tensor, active: torch.Tensor) -> ModuleDistances:
+    """The paper's l_inf distances between the active heads of one module.
+
+    Args:
+        q_weight, k_weight, v_weight: (embed, in_q), (embed, in_k), (embed, in_v) projection weights.
+        active: (H,) bool, heads not yet masked; at least one must be true.
+    """
+    return live_distances(linf_distances(q_weight, k_weight, v_weight, active.numel()), active)
 
 
 def plan_from_distances(module: ModuleDistances, theta: float) -> EliminationPlan:
@@ -186,7 +210,7 @@ def plan_elimination(
     """Algorithm 2 restricted to the module's active heads (see :func:`module_distances`).
 
     Args:
-        q_weight, k_weight, v_weight: (embed, in) projection weights.
+        q_weight, k_weight, v_weight: (embed, in_q), (embed, in_k), (embed, in_v) projection weights.
         active: (H,) bool, heads not yet masked; at least one must be true.
         theta: similarity threshold.
     Returns:
@@ -230,3 +254,22 @@ def head_row_mask(head_mask: torch.Tensor, head_dim: int) -> torch.Tensor:
         (H * head_dim,) tensor of the mask's dtype.
     """
     return head_mask.repeat_interleave(head_dim)  # (H*d,)
+
+
+def keep_most_important(kept_for: List[int], importance: torch.Tensor) -> List[int]:
+    """The importance rule for which head stays: in each group of heads folded together, the head
+    with the largest ``importance`` is kept and the others are folded into it (ties: lower index).
+
+    Args:
+        kept_for: a plan's ``kept_for`` (the groups are the heads sharing a keeper).
+        importance: (H,) scores.
+    Returns:
+        New ``kept_for`` with the same groups.
+    """
+    best = {}
+    for head, keeper in enumerate(kept_for):
+        if keeper == -1:
+            continue
+        if keeper not in best or float(importance[head]) > float(importance[best[keeper]]):
+            best[keeper] = head
+    return [-1 if keeper == -1 else best[keeper] for keeper in kept_for]

@@ -23,7 +23,7 @@ from .. import head_masks
 from ..core.importance import head_gate_gradient, iterative_targets, normalize_per_module
 from ..core.selection import keep_top_k, module_slices
 from ..model_parts import attention_modules, short_name
-from .outputs import prepare_output
+from .outputs import prepare_output, save_model_state
 
 
 def parse_args(argv=None):
@@ -55,24 +55,28 @@ def load(args):
     return model, task.build_criterion(cfg.criterion), task
 
 
-def score_heads(model, criterion, task, args):
-    """Summed |dL/dxi_h| over the scoring split: one (num_heads,) tensor per attention module, in order."""
+def scoring_batches(model, task, args):
+    """The batches of --subset (at most --max-batches of them, 0 = all) that score the heads."""
     from fairseq import utils
 
     task.load_dataset(args.subset)
-    dataset = task.dataset(args.subset)
     batches = task.get_batch_iterator(
-        dataset=dataset, max_tokens=args.max_tokens, ignore_invalid_inputs=True, seed=1,
+        dataset=task.dataset(args.subset), max_tokens=args.max_tokens, ignore_invalid_inputs=True, seed=1,
         max_positions=utils.resolve_max_positions(task.max_positions(), model.max_positions()),
     ).next_epoch_itr(shuffle=False)
+    on_gpu = next(model.parameters()).is_cuda
+    for i, sample in enumerate(batches):
+        if args.max_batches and i >= args.max_batches:
+            return
+        yield utils.move_to_cuda(sample) if on_gpu else sample
+
+
+def score_heads(model, criterion, batches):
+    """Summed |dL/dxi_h| over ``batches``: one (num_heads,) tensor per attention module, in order."""
     modules = attention_modules(model)
     scores = [torch.zeros(attn.num_heads) for _, attn in modules]
     model.eval()
-    for i, sample in enumerate(batches):
-        if args.max_batches and i >= args.max_batches:
-            break
-        if next(model.parameters()).is_cuda:
-            sample = utils.move_to_cuda(sample)
+    for sample in batches:
         model.zero_grad()
         loss, _, _ = criterion(model, sample)
         loss.backward()
@@ -80,6 +84,21 @@ def score_heads(model, criterion, task, args):
             score += head_gate_gradient(attn.out_proj.weight, attn.out_proj.weight.grad, attn.num_heads).abs().cpu()
     model.zero_grad()
     return scores
+
+
+def prune(model, criterion, batches, heads: int, steps: int, normalize: bool) -> list:
+    """Michel et al.'s pruning of ``model`` to ``heads`` heads in ``steps`` rounds, re-scoring on
+    ``batches`` (a list) before each; returns each round's per-module scores."""
+    sizes = [attn.num_heads for _, attn in attention_modules(model)]
+    rounds = []
+    for target in iterative_targets(int(current_mask(model).sum()), heads, steps):
+        per_module = score_heads(model, criterion, batches)
+        if normalize:
+            per_module = normalize_per_module(per_module)
+        apply_mask(model, keep_top_k(torch.cat(per_module), sizes, target, active=current_mask(model)))
+        rounds.append(per_module)
+        print(f"michel | round {len(rounds)}/{steps}: kept {int(current_mask(model).sum())} heads")
+    return rounds
 
 
 def current_mask(model) -> torch.Tensor:
@@ -115,20 +134,11 @@ def main(argv=None):
     start = int(current_mask(model).sum())
     if not len(sizes) <= args.heads <= start:
         raise SystemExit(f"--heads {args.heads}: must be between {len(sizes)} (one per attention module) and the {start} heads now active")
-    rounds = []
-    for target in iterative_targets(start, args.heads, args.steps):
-        per_module = score_heads(model, criterion, task, args)
-        if args.normalize_per_module:
-            per_module = normalize_per_module(per_module)
-        flat = torch.cat(per_module)
-        apply_mask(model, keep_top_k(flat, sizes, target, active=current_mask(model)))
-        rounds.append({short_name(name): s.tolist() for (name, _), s in zip(modules, per_module)})
-        print(f"michel | round {len(rounds)}/{args.steps}: kept {int(current_mask(model).sum())} heads")
-    checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    checkpoint["model"] = {k: v.cpu() for k, v in model.state_dict().items()}
-    torch.save(checkpoint, args.out)
+    rounds = prune(model, criterion, list(scoring_batches(model, task, args)), args.heads, args.steps, args.normalize_per_module)
+    save_model_state(args.checkpoint, model, args.out)
     if args.scores_json:
-        Path(args.scores_json).write_text(json.dumps({"rounds": rounds}, indent=2) + "\n")
+        named = [{short_name(name): s.tolist() for (name, _), s in zip(modules, per_module)} for per_module in rounds]
+        Path(args.scores_json).write_text(json.dumps({"rounds": named}, indent=2) + "\n")
     kept = head_masks.heads_kept(model)
     print("michel | heads kept per module: " + " ".join(f"{short_name(n)}={k}" for n, k in kept.items()))
     print(f"michel | wrote {args.out} with {sum(kept.values())}/{sum(sizes)} heads")

@@ -1,6 +1,9 @@
-"""Checks on a tool's output file before any work is done, with one-line errors naming the flag."""
+"""Tools' output files: checks before any work is done (one-line errors naming the flag), and writing a
+checkpoint whose model state was changed."""
 import os
 from pathlib import Path
+
+import torch
 
 
 def prepare_output(path: str, flag: str, overwrite: bool = True) -> Path:
@@ -26,3 +29,11 @@ def prepare_output(path: str, flag: str, overwrite: bool = True) -> Path:
     if not os.access(parent, os.W_OK):
         raise SystemExit(f"{flag}: cannot write to {parent}")
     return out
+
+
+def save_model_state(source_checkpoint: str, model, out: Path) -> None:
+    """Write ``source_checkpoint`` to ``out`` with its model state replaced by ``model``'s (on CPU);
+    everything else (config, optimizer history, extra state) is kept as it was."""
+    checkpoint = torch.load(source_checkpoint, map_location="cpu", weights_only=False)
+    checkpoint["model"] = {k: v.cpu() for k, v in model.state_dict().items()}
+    torch.save(checkpoint, out)
