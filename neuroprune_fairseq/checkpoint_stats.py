@@ -17,7 +17,7 @@ from .core.heads import head_row_mask
 from .core.penalties import attention_penalty, mlp_penalty
 from .core.sparsity import count_near_zero
 from .core.topology import degree_histogram, degree_summary, neuron_degrees
-from .head_masks import DSP_LOGITS_KEY, MASK_BUFFER
+from .head_masks import DSP_STATE_PREFIX, MASK_BUFFER
 from .model_parts import short_name
 
 MATRIX_SUFFIXES = {
@@ -127,10 +127,10 @@ def weight_sparsity(state: Dict[str, torch.Tensor], eps: float) -> float:
 
 def unique_parameter_keys(state: Dict[str, torch.Tensor]) -> List[str]:
     """Keys of the model's parameters, each tied tensor once (shared embeddings are one tensor in a
-    loaded checkpoint); buffers, fairseq's version entries and DSP's logits are left out."""
+    loaded checkpoint); buffers, fairseq's version entries and DSP's training state (``np_dsp_*``) are left out."""
     seen, keys = set(), []
     for key, tensor in state.items():
-        if not tensor.is_floating_point() or key.endswith(("." + MASK_BUFFER, "_float_tensor", "version", DSP_LOGITS_KEY)):
+        if not tensor.is_floating_point() or key.endswith(("." + MASK_BUFFER, "_float_tensor", "version")) or key.startswith(DSP_STATE_PREFIX):
             continue
         identity = (tensor.data_ptr(), tuple(tensor.shape))
         if identity not in seen:

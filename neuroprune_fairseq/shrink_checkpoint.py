@@ -18,7 +18,7 @@ from fairseq.models.transformer.transformer_legacy import TransformerModel
 from .core.shrink import dead_units, select_heads, shrink_ffn
 from .exported_model import EXPORTED_ARCH, SHAPES_FIELD
 from .checkpoint_stats import attention_module_names, ffn_layer_names
-from .head_masks import DSP_LOGITS_KEY, MASK_BUFFER, PRUNED_EPOCH_BUFFER
+from .head_masks import DSP_STATE_PREFIX, MASK_BUFFER, PRUNED_EPOCH_BUFFER
 
 Shapes = Dict[str, Dict[str, int]]  # {"heads": {module: num_heads}, "ffn": {layer: units}}
 
@@ -55,7 +55,7 @@ def model_shapes(state: Dict[str, torch.Tensor], model_args: argparse.Namespace)
 
 
 def _is_neuroprune_buffer(key: str) -> bool:
-    return key in (PRUNED_EPOCH_BUFFER, DSP_LOGITS_KEY) or key.endswith("." + MASK_BUFFER)
+    return key == PRUNED_EPOCH_BUFFER or key.startswith(DSP_STATE_PREFIX) or key.endswith("." + MASK_BUFFER)
 
 
 def shrink_state(state: Dict[str, torch.Tensor], model_args: argparse.Namespace, eps: float) -> Dict[str, torch.Tensor]:

@@ -8,16 +8,18 @@ That also holds with ``--disable-validation``. The last epoch that was pruned is
 ``task_state`` on resume) and a pass never runs twice for the same epoch.
 """
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Optional
 
 from fairseq import metrics
+from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from . import head_masks
+from .calibration import calibration_batches, head_output_stats
 from .core.budget import scheduled_target
-from .dsp_gates import DSPGates
 from .checkpoint_stats import weight_sparsity
 from .model_parts import attention_modules, short_name, unwrap
 from .optim_sync import copy_model_params_to_master
@@ -48,51 +50,41 @@ class NeuroPruneTranslationConfig(TranslationConfig):
         default=1,
         metadata={"help": "first epoch after which heads are eliminated (earlier epochs only train, e.g. pretraining)"},
     )
-    np_dsp_heads: Optional[int] = field(
-        default=None,
-        metadata={"help": "DSP baseline: heads to keep (K); learns one gate logit per head with a Gumbel soft top-K and stores the hard top-K as head masks in checkpoints; unset = no DSP"},
+    np_similarity: ChoiceEnum(head_masks.SIMILARITIES) = field(
+        default="linf",
+        metadata={"help": "how the elimination pass compares heads: linf = the paper's l_inf distance of the [Q, K, V] weights; "
+                          "linf_scaled = the same after dividing each head's weights by their largest magnitude; output = how badly "
+                          "one head's output predicts the other's on calibration data (relative least-squares error, 0 to about 1)"},
     )
-    np_dsp_per_module: bool = field(
-        default=False,
-        metadata={"help": "DSP: keep K / (attention modules) heads in every module instead of the best K over the whole model"},
+    np_keep: ChoiceEnum(head_masks.KEEP_RULES) = field(
+        default="paper",
+        metadata={"help": "which head of a similar group stays: paper = the dominating head of Algorithm 3 (later index on ties); "
+                          "importance = the head with the largest output variance on calibration data"},
     )
-    np_dsp_lr: float = field(
-        default=0.1,
-        metadata={"help": "DSP: constant Adam learning rate of the gate logits (their own optimizer, not scheduled with --lr)"},
+    np_fold: ChoiceEnum(head_masks.FOLDS) = field(
+        default="paper",
+        metadata={"help": "what happens to a pruned head's out-projection: paper = added to the kept head's columns (plus the "
+                          "value-bias difference, exact for identical heads); none = dropped (mask only); data = a least-squares "
+                          "map from the kept head's output to the pruned one's, fitted on calibration data"},
     )
-    np_dsp_temp_init: float = field(
-        default=1.0,
-        metadata={"help": "DSP: Gumbel soft top-K temperature at the first update"},
+    np_fold_ridge: float = field(
+        default=0.01,
+        metadata={"help": "ridge of --np-fold data (and --np-similarity output) fits, relative to the larger output variance of the two heads; "
+                          "it pulls the map towards the paper's identity fold"},
     )
-    np_dsp_temp_final: float = field(
-        default=0.05,
-        metadata={"help": "DSP: temperature reached after --np-dsp-anneal-updates updates (exponential schedule) and kept after"},
+    np_calib_subset: str = field(
+        default="train",
+        metadata={"help": "split whose sentences calibrate the data-aware pass variants (--np-similarity output, --np-keep "
+                          "importance, --np-fold data)"},
     )
-    np_dsp_anneal_updates: int = field(
-        default=1000,
-        metadata={"help": "DSP: updates over which the temperature falls from --np-dsp-temp-init to --np-dsp-temp-final"},
+    np_calib_sentences: int = field(
+        default=256,
+        metadata={"help": "calibration sentences (a seeded random choice of --np-calib-subset, the same in every pass and rank)"},
     )
-    np_dsp_seed: int = field(
-        default=1,
-        metadata={"help": "DSP: seed of the Gumbel noise, which depends on this seed and the update number only (identical on all ranks and on resume)"},
+    np_calib_max_tokens: int = field(
+        default=4096,
+        metadata={"help": "tokens per calibration batch"},
     )
-    np_dsp_straight_through: bool = field(
-        default=False,
-        metadata={"help": "DSP: straight-through variant (hard top-K in the forward pass, relaxed gradient)"},
-    )
-
-
-def _check_dsp_flags(cfg) -> None:
-    """Clear errors for DSP flags that cannot work (the head range is checked once the model exists)."""
-    if cfg.np_dsp_heads is None:
-        return
-    if cfg.np_theta is not None or cfg.np_head_budget is not None:
-        raise ValueError("--np-dsp-heads (DSP) cannot be combined with --np-theta / --np-head-budget (NeuroPrune's elimination): pick one method")
-    for flag, value in (("--np-dsp-lr", cfg.np_dsp_lr), ("--np-dsp-temp-init", cfg.np_dsp_temp_init), ("--np-dsp-temp-final", cfg.np_dsp_temp_final)):
-        if not value > 0:
-            raise ValueError(f"{flag} must be > 0, got {value}")
-    if cfg.np_dsp_anneal_updates < 0:
-        raise ValueError(f"--np-dsp-anneal-updates must be >= 0, got {cfg.np_dsp_anneal_updates}")
 
 
 @register_task("neuroprune_translation", dataclass=NeuroPruneTranslationConfig)
@@ -112,12 +104,16 @@ class NeuroPruneTranslationTask(TranslationTask):
             raise ValueError(f"--np-budget-passes must be >= 1, got {cfg.np_budget_passes}")
         if cfg.np_prune_start_epoch < 1:
             raise ValueError(f"--np-prune-start-epoch must be >= 1, got {cfg.np_prune_start_epoch}")
-        _check_dsp_flags(cfg)
+        if cfg.np_calib_sentences < 1 or cfg.np_calib_max_tokens < 1:
+            raise ValueError(f"--np-calib-sentences and --np-calib-max-tokens must be >= 1, got {cfg.np_calib_sentences} and {cfg.np_calib_max_tokens}")
+        if not cfg.np_fold_ridge >= 0:
+            raise ValueError(f"--np-fold-ridge must be >= 0, got {cfg.np_fold_ridge}")
+        self.pass_variant = head_masks.PassVariant(str(cfg.np_similarity), str(cfg.np_keep), str(cfg.np_fold), cfg.np_fold_ridge)
+        self._calibration = None  # the calibration batches, chosen at the first data-aware pass
         super().__init__(cfg, src_dict, tgt_dict)
         self._train_epoch_itr = None
         self._epochs_begun = set()  # epochs started in this process
         self._epochs_ended = set()  # epochs whose end-of-epoch step ran in this process
-        self.dsp: Optional[DSPGates] = None
 
     def build_model(self, cfg, from_checkpoint=False):
         for side in ("encoder", "decoder"):
@@ -132,38 +128,7 @@ class NeuroPruneTranslationTask(TranslationTask):
                 f"--np-head-budget {budget} is outside what this model allows: at least one head in each of its "
                 f"{modules} attention modules, at most its {head_masks.total_heads(model)} heads"
             )
-        if self.cfg.np_dsp_heads is not None:
-            self.dsp = self._build_dsp(model)
         return model
-
-    def _build_dsp(self, model) -> DSPGates:
-        cfg = self.cfg
-        try:
-            return DSPGates(
-                model, cfg.np_dsp_heads, cfg.np_dsp_per_module, cfg.np_dsp_lr, cfg.np_dsp_temp_init,
-                cfg.np_dsp_temp_final, cfg.np_dsp_anneal_updates, cfg.np_dsp_straight_through, cfg.np_dsp_seed,
-            )
-        except ValueError as err:
-            raise ValueError(f"--np-dsp-heads {cfg.np_dsp_heads}{' with --np-dsp-per-module' if cfg.np_dsp_per_module else ''}: {err}") from err
-
-    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        if self.dsp is None:
-            return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
-        self.dsp.sample(update_num)
-        metrics.log_scalar("np_dsp_tau", self.dsp.temperature(update_num), weight=0, round=4)
-        loss, sample_size, logging_output = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
-        if not ignore_grad:
-            self.dsp.add_sample_size(sample_size)
-        return loss, sample_size, logging_output
-
-    def valid_step(self, sample, model, criterion):
-        if self.dsp is None:
-            return super().valid_step(sample, model, criterion)
-        self.dsp.use_hard_mask()  # validate what the checkpoint will hold
-        try:
-            return super().valid_step(sample, model, criterion)
-        finally:
-            self.dsp.clear()
 
     def get_batch_iterator(self, dataset, *args, **kwargs):
         epoch_itr = super().get_batch_iterator(dataset, *args, **kwargs)
@@ -186,8 +151,6 @@ class NeuroPruneTranslationTask(TranslationTask):
 
     def optimizer_step(self, optimizer, model, update_num):
         super().optimizer_step(optimizer, model, update_num)
-        if self.dsp is not None:
-            self.dsp.step(optimizer)
         if any(not bool(head_masks.head_mask(attn).all()) for _, attn in attention_modules(model)):
             head_masks.enforce(model)  # undo optimizer drift (momentum, weight decay) on pruned heads
             copy_model_params_to_master(optimizer)
@@ -206,7 +169,7 @@ class NeuroPruneTranslationTask(TranslationTask):
             if budget is not None:
                 theta, plans = self._budget_pass(epoch, model)
             else:
-                plans = head_masks.eliminate(model, theta)
+                plans = head_masks.eliminate(model, theta, self.pass_variant, self._head_stats(model))
             if optimizer is not None:
                 copy_model_params_to_master(optimizer)
             counter.fill_(epoch)
@@ -215,12 +178,25 @@ class NeuroPruneTranslationTask(TranslationTask):
                 logger.info(f"neuroprune | masks and parameters identical on all {ranks} ranks after the pass")
         self._log_epoch(epoch, model, theta if plans else None, plans)
 
+    def _head_stats(self, model):
+        """Head-output statistics on the calibration sentences, when the pass variant needs them (else None)."""
+        if not self.pass_variant.needs_data:
+            return None
+        start = time.perf_counter()
+        if self._calibration is None:
+            self._calibration = calibration_batches(self, model, self.cfg.np_calib_subset, self.cfg.np_calib_sentences,
+                                                    self.cfg.np_calib_max_tokens)
+        stats = head_output_stats(model, self._calibration)
+        sentences = sum(len(b["id"]) for b in self._calibration)
+        logger.info(f"neuroprune | calibration: {sentences} sentences of '{self.cfg.np_calib_subset}' in {time.perf_counter() - start:.1f}s")
+        return stats
+
     def _budget_pass(self, epoch: int, model):
         """One pass aiming at this epoch's scheduled head count; returns (theta used or None, plans)."""
         budget = self.cfg.np_head_budget
         pass_index = epoch - self.cfg.np_prune_start_epoch + 1
         target = scheduled_target(head_masks.total_heads(model), budget, pass_index, self.cfg.np_budget_passes)
-        choice, plans = head_masks.eliminate_to_budget(model, target, floor=budget)
+        choice, plans = head_masks.eliminate_to_budget(model, target, budget, self.pass_variant, self._head_stats(model))
         chosen = "no theta fits" if choice.theta is None else f"theta {choice.theta:.4f} chosen"
         logger.info(f"neuroprune | epoch {epoch:03d} | head budget {budget}: this pass aims at {target} heads, {chosen}")
         if not choice.reached:
@@ -231,13 +207,11 @@ class NeuroPruneTranslationTask(TranslationTask):
         return choice.theta, plans
 
     def _log_epoch(self, epoch: int, model, theta, plans) -> None:
-        kept = head_masks.heads_kept(model) if self.dsp is None else self.dsp.heads_per_module()
+        kept = head_masks.heads_kept(model)
         total_kept, total = sum(kept.values()), head_masks.total_heads(model)
         sparsity = weight_sparsity(unwrap(model).state_dict(), self.cfg.np_eps)
         pruned_now = sum(len(p.pruned) for p in plans.values())
         action = f"theta {theta:g}, pruned {pruned_now} heads" if theta is not None else "no elimination"
-        if self.dsp is not None:
-            action = f"DSP hard top-{self.cfg.np_dsp_heads} of the gate logits (what checkpoints hold)"
         logger.info(f"neuroprune | epoch {epoch:03d} | {action} | heads kept {total_kept}/{total} | weight sparsity {sparsity:.4f}")
         logger.info("neuroprune | heads kept per module: " + " ".join(f"{short_name(n)}={k}" for n, k in kept.items()))
         if plans:

@@ -1,6 +1,7 @@
 """Choosing which heads to keep from per-head scores, with the plugin's one structural rule:
 every attention module keeps at least one head (a module with none would be a dead sub-layer, and
-head masks with no active head are refused on load).
+head masks with no active head are refused on load). DSP's training relaxation follows the same rule
+(:func:`.dsp.relaxed_top_k` tends to :func:`keep_top_k` as its temperature falls).
 
 Heads are numbered over the whole model, module after module; ``sizes`` gives each module's head
 count, so module ``m`` owns the flat indices ``sum(sizes[:m]) ... sum(sizes[:m+1]) - 1``.

@@ -56,7 +56,7 @@ def configurations(args) -> dict:
     return {
         "plain": ["--task", "neuroprune_translation", "--criterion", "label_smoothed_cross_entropy"],
         "neuroprune": ours + ["--np-alpha", str(args.alpha), "--np-beta", str(args.beta), "--np-theta", str(args.theta)],
-        "dsp": ours + ["--np-dsp-heads", str(args.dsp_heads)],
+        "dsp": ["--task", "dsp_translation", "--criterion", "neuroprune_label_smoothed_cross_entropy", "--np-dsp-heads", str(args.dsp_heads)],
     }
 
 
