@@ -47,6 +47,9 @@ def parse_args(argv=None):
     p.add_argument("--max-pieces", type=int, default=0,
                    help="also score the sentences with at most this many pieces on both sides (0: whole split only)")
     p.add_argument("--eps", type=float, default=1e-4, help="|w| below this counts as zero in the sparsity figures")
+    p.add_argument("--text-out", default=None,
+                   help="also write the hypotheses to TEXT_OUT.hyp and the references to TEXT_OUT.ref, one sentence per line "
+                        "in sentence order (for tools.significance)")
     p.add_argument("--cpu", action="store_true", help="generate on CPU even if CUDA is available")
     return p.parse_args(argv)
 
@@ -145,7 +148,11 @@ def main(argv=None):
     if args.max_pieces < 0:
         raise SystemExit(f"--max-pieces {args.max_pieces}: expected 0 (off) or a positive piece count")
     out = prepare_output(args.out, "--out", args.overwrite)
+    text_out = {kind: prepare_output(f"{args.text_out}.{kind}", "--text-out", args.overwrite) for kind in ("hyp", "ref")} if args.text_out else {}
     hyps, refs, wall, generation_seconds = generate(args)
+    for kind, lines in (("hyp", hyps), ("ref", refs)):
+        if kind in text_out:
+            text_out[kind].write_text("".join(line + "\n" for line in lines))
     bleu = sacrebleu.BLEU()
     score = bleu.corpus_score(hyps, [refs])
     record = {
@@ -161,6 +168,7 @@ def main(argv=None):
         "tokenized_bleu": round(tokenized_bleu(hyps, refs), 2),
         "generate_seconds": round(wall, 2),
         "generation_seconds_fairseq": generation_seconds,
+        **({"text_out": args.text_out} if args.text_out else {}),
         **({"within_max_pieces": length_subset_scores(hyps, refs, *piece_counts(args.data_bin, args.subset), args.max_pieces)}
            if args.max_pieces else {}),
         **checkpoint_record(args.checkpoint, args.eps),

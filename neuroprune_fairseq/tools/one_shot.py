@@ -11,7 +11,7 @@ A variant is ``SIMILARITY:KEEP:FOLD`` (``--np-similarity``, ``--np-keep``, ``--n
 the calibration sentences). Each (variant, budget) is one elimination pass aimed at the budget (theta
 chosen as by ``--np-head-budget``), written as a checkpoint under ``OUT_DIR/checkpoints/`` and scored by
 ``tools.evaluate`` on ``--subset`` into ``OUT_DIR/records/VARIANT_kK.json`` (with the pass's wall time
-and the calibration's). The unpruned checkpoint is scored once as ``dense``. Records that exist are
+and the calibration's; hypotheses and references beside it, ``.hyp`` and ``.ref``, for ``tools.significance``). The unpruned checkpoint is scored once as ``dense``. Records that exist are
 reused (``--overwrite`` redoes them), so a cut run resumes and several instances can share an
 ``OUT_DIR`` (each with its own variants); each writes ``OUT_DIR/one_shot.tsv`` from all records there.
 Choose variants on the validation split; score the chosen one on test once.
@@ -67,6 +67,7 @@ def parse_args(argv=None):
 def evaluate_checkpoint(args, checkpoint: Path, record: Path, name: str, method: str, budget, extra: dict) -> dict:
     """``tools.evaluate`` on ``checkpoint``; ``extra`` fields are added to its record."""
     argv = ["--checkpoint", str(checkpoint), "--data-bin", args.data_bin, "--out", str(record), "--overwrite",
+            "--text-out", str(record.with_suffix("")),
             "--name", name, "--method", method, "--subset", args.subset, "--beam", str(args.beam),
             "--max-pieces", str(args.max_pieces)] + (["--budget", str(budget)] if budget else []) + (["--cpu"] if args.cpu else [])
     result = {**evaluate.main(argv), **extra}
@@ -80,7 +81,7 @@ def write_table(out_dir: Path) -> Path:
     rows.sort(key=lambda r: (r["name"] != "dense", r.get("variant", ""), -(r.get("budget") or 10**9)))
     lines = ["\t".join(TABLE_COLUMNS)]
     for r in rows:
-        lines.append("\t".join(str(r.get(c, "")) for c in TABLE_COLUMNS))
+        lines.append("\t".join("" if r.get(c) is None else str(r[c]) for c in TABLE_COLUMNS))
     table = out_dir / "one_shot.tsv"
     table.write_text("\n".join(lines) + "\n")
     return table
