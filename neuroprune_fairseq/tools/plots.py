@@ -1,11 +1,11 @@
-"""Plots from evaluation records: BLEU vs heads kept, the heads/sparsity frontier at matched BLEU, maps of
-removed heads and FFN degree histograms.
+"""Plots from evaluation records: BLEU vs heads kept, BLEU vs weight sparsity, the heads/sparsity frontier at
+matched BLEU, maps of removed heads and FFN degree histograms.
 
 Usage:
     python -m neuroprune_fairseq.tools.plots KIND RECORD.json [RECORD.json ...] --out PLOT.png \
         [--title TITLE] [--bleu-tolerance 1.0]
 
-KIND is one of bleu-vs-heads, frontier, head-map, ffn-degrees. Every number comes from the records
+KIND is one of bleu-vs-heads, bleu-vs-sparsity, frontier, head-map, ffn-degrees. Every number comes from the records
 (``tools.evaluate`` output; head-map and ffn-degrees read their ``topology`` section).
 """
 import argparse
@@ -19,6 +19,7 @@ from .records import load_records
 
 NEEDS = {
     "bleu-vs-heads": {},
+    "bleu-vs-sparsity": {},
     "frontier": {},
     "head-map": {"topology.head_masks": list},
     "ffn-degrees": {"topology.ffn.histogram.edges": list, "topology.ffn.histogram.counts": list,
@@ -26,12 +27,14 @@ NEEDS = {
 }
 SUBJECT = {
     "bleu-vs-heads": "BLEU vs attention heads kept",
+    "bleu-vs-sparsity": "BLEU vs weight sparsity",
     "frontier": "Heads vs sparsity frontier at matched BLEU",
     "head-map": "Attention heads removed",
     "ffn-degrees": "FFN neuron degrees",
 }
 DATA_SET = "offline German-English corpus"
-METHOD_COLOURS = {"dense": "black", "neuroprune": "C0", "l1": "C1", "dsp": "C2", "michel": "C3"}
+METHOD_COLOURS = {"dense": "black", "neuroprune": "C0", "l1": "C1", "dsp": "C2", "michel": "C3",
+                  "magnitude": "C4", "wanda": "C5", "sparsegpt": "C6", "sparsellm": "C7"}
 
 
 def by_method(records) -> Dict[str, List[dict]]:
@@ -70,15 +73,26 @@ def pareto(records) -> List[dict]:
 
 def draw_bleu_vs_heads(plt, records, args):
     """One line per method through its (heads kept, BLEU) points; dense as a dashed reference line."""
+    return draw_bleu_against(plt, records, "heads_kept", "attention heads kept")
+
+
+def draw_bleu_vs_sparsity(plt, records, args):
+    """One line per method through its (weight sparsity, BLEU) points (post-training pruning at several
+    sparsities); dense as a dashed reference line."""
+    return draw_bleu_against(plt, records, "weight_sparsity", "weight sparsity (q/k/v/out, fc1/fc2; removed heads count as zero)")
+
+
+def draw_bleu_against(plt, records, field, xlabel):
+    """BLEU against the records' ``field``, one line per method sorted by it; dense as a dashed reference line."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
     reference = dense_bleu(records)
     if reference is not None:
         ax.axhline(reference, color="black", linestyle="--", linewidth=1, label=f"dense ({reference:.2f})")
     for method, group in by_method(records).items():
-        group = sorted(group, key=lambda r: r["heads_kept"])
+        group = sorted(group, key=lambda r: r[field])
         style = {"marker": "*", "markersize": 10, "linestyle": "none"} if method == "dense" else {"marker": "o"}
-        ax.plot([r["heads_kept"] for r in group], [r["bleu"] for r in group], label=method, color=colour(method), **style)
-    ax.set_xlabel("attention heads kept")
+        ax.plot([r[field] for r in group], [r["bleu"] for r in group], label=method, color=colour(method), **style)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("sacreBLEU")
     ax.legend()
     return fig
@@ -152,7 +166,8 @@ def draw_ffn_degrees(plt, records, args):
     return fig
 
 
-DRAW = {"bleu-vs-heads": draw_bleu_vs_heads, "frontier": draw_frontier, "head-map": draw_head_map, "ffn-degrees": draw_ffn_degrees}
+DRAW = {"bleu-vs-heads": draw_bleu_vs_heads, "bleu-vs-sparsity": draw_bleu_vs_sparsity, "frontier": draw_frontier,
+        "head-map": draw_head_map, "ffn-degrees": draw_ffn_degrees}
 
 
 def check_records(kind, records, paths) -> None:
