@@ -12,6 +12,7 @@ The penalties enter training only (``model.training``); validation loss stays th
 cross entropy, so checkpoint selection compares like with like across epochs.
 """
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 from fairseq import metrics, utils
@@ -21,6 +22,7 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
     LabelSmoothedCrossEntropyCriterion,
     LabelSmoothedCrossEntropyCriterionConfig,
 )
+from omegaconf import II
 
 from .core.penalties import attention_penalty, l1_penalty, mlp_penalty
 from .model_parts import attention_modules, ffn_blocks
@@ -41,6 +43,10 @@ class NeuroPruneCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
     np_penalty: PENALTY_CHOICES = field(
         default="neuroprune",
         metadata={"help": "regularizers weighted by --np-alpha / --np-beta: 'neuroprune' (Eq. 2 group l1^0.5 on q/k/v, Eq. 1 weighted l1 on fc1/fc2) or 'l1' (the paper's l1 baseline: plain l1 on the same q/k/v and fc1/fc2 weights)"},
+    )
+    np_eps: Optional[float] = field(
+        default=II("task.np_eps"),
+        metadata={"help": "|w| below this counts as zero in the MLP penalty's near-zero count; the task's --np-eps (defined here only when the task has none)"},
     )
 
 
@@ -67,7 +73,7 @@ def model_penalties(model, eps: float, kind: str = "neuroprune"):
 class NeuroPruneCriterion(LabelSmoothedCrossEntropyCriterion):
     """``loss + alpha * R_attn + beta * R_mlp`` with each term logged as its own metric."""
 
-    def __init__(self, task, sentence_avg, label_smoothing, ignore_prefix_size=0, report_accuracy=False, np_alpha=0.0, np_beta=0.0, np_penalty="neuroprune"):
+    def __init__(self, task, sentence_avg, label_smoothing, ignore_prefix_size=0, report_accuracy=False, np_alpha=0.0, np_beta=0.0, np_penalty="neuroprune", np_eps=None):
         super().__init__(task, sentence_avg, label_smoothing, ignore_prefix_size=ignore_prefix_size, report_accuracy=report_accuracy)
         for flag, value in (("--np-alpha", np_alpha), ("--np-beta", np_beta)):
             if value < 0:
@@ -75,7 +81,7 @@ class NeuroPruneCriterion(LabelSmoothedCrossEntropyCriterion):
         self.np_alpha = np_alpha
         self.np_beta = np_beta
         self.np_penalty = str(np_penalty)
-        self.np_eps = getattr(getattr(task, "cfg", None), "np_eps", None)
+        self.np_eps = np_eps
         if np_beta > 0 and self.np_penalty == "neuroprune" and self.np_eps is None:
             raise ValueError("--np-beta > 0 needs --task neuroprune_translation (it defines --np-eps, the near-zero threshold)")
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's test command: set up the environment if needed, then run the default test suite.
+# The README's test command: set up the environment if needed, then run every test (what CI runs).
 # Usage: bash scripts/test.sh [pytest args...]      (env: VENV=.venv)
+#        bash scripts/test.sh -m "not slow"        the fast loop: unit tests and one fairseq end-to-end run
 set -euo pipefail
 
 VENV=${VENV:-.venv}

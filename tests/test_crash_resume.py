@@ -11,6 +11,8 @@ from neuroprune_fairseq.head_masks import PRUNED_EPOCH_BUFFER, masks_from_state_
 
 from .fairseq_run import BIN, preprocess, run, train_args, write_toy_corpus
 
+pytestmark = pytest.mark.slow
+
 NP_FLAGS = ["--np-alpha", "0.01", "--np-beta", "0.01", "--np-theta", "100", "--np-prune-start-epoch", "2",
             "--max-epoch", "4", "--save-interval-updates", "1", "--keep-interval-updates", "1"]
 

@@ -1,7 +1,11 @@
 """With its default flags the plugin is plain fairseq: the same losses, update for update."""
 import re
 
+import pytest
+
 from .fairseq_run import preprocess, run, train_args, write_toy_corpus
+
+pytestmark = pytest.mark.slow
 
 
 def _losses(log: str):

@@ -7,12 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from neuroprune_fairseq.core.dsp import xavier_logits
 from neuroprune_fairseq.head_masks import masks_from_state_dict
 
 from .fairseq_run import BIN, preprocess, run, train_args, write_toy_corpus
 
+pytestmark = pytest.mark.slow
+
 FLAGS = ["--np-alpha", "0.01", "--np-beta", "0.01", "--np-theta", "0.33", "--max-epoch", "3", "--max-tokens", "300"]
-DSP_FLAGS = ["--np-dsp-heads", "27", "--np-dsp-anneal-updates", "10", "--max-epoch", "2", "--max-tokens", "300"]
+DSP_FLAGS = ["--task", "dsp_translation", "--np-dsp-heads", "27", "--np-dsp-anneal-updates", "10", "--max-epoch", "2", "--max-tokens", "300"]
 
 
 def _free_port() -> int:
@@ -63,15 +66,7 @@ def test_dsp_gates_on_two_ranks_equal_one_rank_with_the_same_global_batch(dsp_ru
     depends on (seed, update) only, so 2 ranks learn the same logits, masks and weights as 1 rank."""
     assert sum(map(sum, masks_from_state_dict(dsp_runs["two"]).values())) == 27
     assert masks_from_state_dict(dsp_runs["two"]) == masks_from_state_dict(dsp_runs["one"])
-    assert not torch.equal(dsp_runs["two"]["np_dsp_logits"], torch.zeros(108))  # the logits did learn
+    assert not torch.equal(dsp_runs["two"]["np_dsp_logits"], xavier_logits([6] * 18, torch.Generator().manual_seed(1)))  # they learned
     for key, value in dsp_runs["one"].items():
         assert torch.allclose(dsp_runs["two"][key].float(), value.float(), atol=1e-4), key
 
-
-def test_launcher_reports_a_failing_rank(tmp_path):
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", NPROC="2", LOG_DIR=str(tmp_path),
-               MASTER_PORT=str(_free_port()))
-    repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(["bash", str(repo / "scripts" / "launch_ranks.sh"), str(tmp_path / "missing-data")],
-                          capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode != 0 and "rank 0 failed" in proc.stderr

@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from neuroprune_fairseq.exported_model import SHAPES_FIELD
+
 from .fairseq_run import BIN
 from .test_iwslt14_prepare import make_archive
 
+pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 TINY_DIMS = ["--encoder-embed-dim", "48", "--decoder-embed-dim", "48",
              "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64", "--num-workers", "0",
@@ -56,9 +59,13 @@ def test_every_method_is_trained_evaluated_exported_and_tabled(recipe):
     kept = {name: int(row["heads kept"].split("/")[0]) for name, row in table.items()}
     assert kept["dense"] == kept["l1_a1e-4_b1e-2"] == 108
     assert kept["dsp_k27"] == kept["michel_k27"] == 27 and 27 <= kept["np_k27_a1e-4_b1e-2"] < 108
-    assert all((root / "runs" / name / "exported.pt").exists() for name in RUNS)
+    for name in RUNS:  # each export holds the heads its table row reports (the masked heads cut out)
+        shapes = getattr(_cfg(root / "runs" / name / "exported.pt")["model"], SHAPES_FIELD)
+        assert sum(shapes["heads"].values()) == kept[name], name
+    for kind in ("bleu-vs-heads", "frontier"):  # dense and the five runs
+        assert f"{kind} plot of 6 records written to {results / kind}.png" in first.stdout
     for png in ("bleu-vs-heads", "frontier", "head-map", "ffn-degrees"):
-        assert (results / f"{png}.png").stat().st_size > 0
+        assert (results / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "no time estimate" in first.stdout
 
 

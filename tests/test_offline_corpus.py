@@ -169,7 +169,7 @@ def test_switch_without_default_renders_first_variant(tmp_path):
 
 def test_build_filters_dedupes_and_writes_stats(tmp_path):
     out = tmp_path / "out"
-    stats = offline_de_en.build(make_extracted(tmp_path), out, n_valid=1, n_test=1)
+    offline_de_en.build(make_extracted(tmp_path), out, n_valid=1, n_test=1)
     pairs = all_pairs(out)
     assert sorted(pairs) == sorted([
         ("Standardfilter", "Standard Filter"),
@@ -181,8 +181,7 @@ def test_build_filters_dedupes_and_writes_stats(tmp_path):
         ("Er gilt als reich.", "He is reputed to be rich."),
     ])
     assert all("\t" not in de + en for de, en in pairs)
-    written = json.loads((out / "corpus_stats.json").read_text(encoding="utf-8"))
-    assert written == stats
+    stats = json.loads((out / "corpus_stats.json").read_text(encoding="utf-8"))  # what the build wrote, by hand below
     assert stats["sources"] == {"libreoffice": {"extracted": 8, "kept": 4}, "ding": {"extracted": 5, "kept": 3}}
     assert stats["filters_dropped"] == {
         "empty": {"libreoffice": 1, "ding": 0, "total": 1},

@@ -35,7 +35,7 @@ def records(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("kind", ["bleu-vs-heads", "frontier", "head-map", "ffn-degrees"])
+@pytest.mark.parametrize("kind", ["bleu-vs-heads", "bleu-vs-sparsity", "frontier", "head-map", "ffn-degrees"])
 def test_each_kind_writes_a_png(tmp_path, records, kind):
     out = tmp_path / "plots" / f"{kind}.png"
     plots.main([kind, *records, "--out", str(out), "--title", "tiny fixture"])
@@ -57,6 +57,16 @@ def test_a_method_has_the_same_colour_in_every_plot(records):
     assert colours[0]["neuroprune"] == colours[1]["neuroprune"] == "C0" and colours[0]["dsp"] == colours[2]["dsp"] == "C2"
     assert colours[0]["dense"] == colours[1]["dense"] == "black" and "dsp" not in colours[1]
     assert plots.colour("movement") in {f"C{i}" for i in range(4, 10)}  # clear of the five fixed colours
+
+
+def test_bleu_vs_sparsity_draws_each_method_through_its_records_in_sparsity_order(records):
+    """np_b (0.20) comes before np_a (0.30) by sparsity, the opposite of their order by heads kept."""
+    plt = plots.pyplot()
+    fig = plots.draw_bleu_vs_sparsity(plt, plots.load_records(records), None)
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    plt.close(fig)
+    assert list(lines["neuroprune"].get_xdata()) == [0.20, 0.30] and list(lines["neuroprune"].get_ydata()) == [19.2, 19.5]
+    assert list(lines["dsp"].get_xdata()) == [0.10] and lines["dense (20.00)"].get_linestyle() == "--"
 
 
 def test_pareto_keeps_runs_no_other_run_beats_on_both_heads_and_sparsity():

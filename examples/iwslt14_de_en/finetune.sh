@@ -3,9 +3,14 @@
 # Every method uses the same data, architecture, optimizer and epochs; they differ only in these flags:
 #   METHOD=neuroprune  penalties (ALPHA, BETA) every step, redundant-head elimination after every epoch
 #                      at THETA, or aiming at BUDGET heads (theta chosen per pass) when BUDGET is set;
-#                      THETA= (empty) and no BUDGET: penalties only
+#                      THETA= (empty) and no BUDGET: penalties only; the pass's variant: SIMILARITY, KEEP, FOLD
+#                      (--np-similarity/--np-keep/--np-fold; the paper's by default)
+#   METHOD=neuroprune_plus  NeuroPrune with the pass variant chosen by the one-shot harness on the validation
+#                      split (PLUS_PASS: l_inf similarity, the most important head of a group stays, data-aware fold)
 #   METHOD=l1          the l1 baseline: plain l1 (ALPHA, BETA) on the same matrices, no head elimination
-#   METHOD=dsp         DSP: learned gates keep exactly BUDGET heads (DSP_* variables)
+#   METHOD=dsp         DSP (--task dsp_translation): gates learn for DSP_ANNEAL_UPDATES updates (DSP_MODE=joint:
+#                      with the weights; pipelined: weights untouched), then the model trains under the fixed
+#                      hard top-BUDGET mask (other DSP_* variables: the authors' defaults)
 #   METHOD=michel      Michel et al. importance pruning of PRETRAINED to BUDGET heads, then fine-tuning
 #                      with those masks fixed
 # The first launch starts from PRETRAINED with a fresh optimizer and epoch count (--finetune-from-model);
@@ -25,10 +30,17 @@ THETA=${THETA-0.3}  # set to empty for penalties only (no head elimination)
 EPS=${EPS:-1e-4}
 BUDGET_PASSES=${BUDGET_PASSES:-1}
 PRUNE_START_EPOCH=${PRUNE_START_EPOCH:-1}
-DSP_LR=${DSP_LR:-0.1}
-DSP_TEMP_INIT=${DSP_TEMP_INIT:-1.0}
-DSP_TEMP_FINAL=${DSP_TEMP_FINAL:-0.05}
-DSP_ANNEAL_UPDATES=${DSP_ANNEAL_UPDATES:-1000}
+SIMILARITY=${SIMILARITY:-linf}  # linf | linf_scaled | output
+KEEP=${KEEP:-paper}             # paper | importance
+FOLD=${FOLD:-paper}             # paper | none | data
+PLUS_PASS="linf importance data"  # METHOD=neuroprune_plus: SIMILARITY KEEP FOLD (examples/iwslt14_de_en/README.md, one-shot)
+DSP_MODE=${DSP_MODE:-joint}  # joint | pipelined
+DSP_ANNEAL_UPDATES=${DSP_ANNEAL_UPDATES:-250}  # updates of gate learning; the mask is fixed after them
+DSP_LR=${DSP_LR:-0.2}
+DSP_WEIGHT_DECAY=${DSP_WEIGHT_DECAY:-1e-4}
+DSP_TEMP_INIT=${DSP_TEMP_INIT:-0.1}
+DSP_TEMP_FINAL=${DSP_TEMP_FINAL:-1e-8}
+DSP_INIT=${DSP_INIT:-xavier}  # xavier | zeros
 DSP_PER_MODULE=${DSP_PER_MODULE:-0}
 DSP_STRAIGHT_THROUGH=${DSP_STRAIGHT_THROUGH:-0}
 MICHEL_STEPS=${MICHEL_STEPS:-1}
@@ -42,24 +54,29 @@ DEVICE_FLAGS=${DEVICE_FLAGS:---cpu}
 FAIRSEQ_TRAIN=${FAIRSEQ_TRAIN:-.venv/bin/fairseq-train}
 PYTHON=${PYTHON:-.venv/bin/python}
 
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,14p "$0"; exit 0; fi
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,19p "$0"; exit 0; fi
 die() { echo "finetune.sh: $*" >&2; exit 1; }
 [[ -f "$PRETRAINED" ]] || die "PRETRAINED=$PRETRAINED does not exist: run train_dense.sh first"
 [[ -f "$DATA_BIN/dict.de.txt" ]] || die "DATA_BIN=$DATA_BIN has no dict.de.txt: run scripts/binarize.sh first"
 needs_budget() { [[ -n "$BUDGET" ]] || die "METHOD=$METHOD needs BUDGET (heads to keep)"; }
 
 START="$PRETRAINED"
+TASK=neuroprune_translation
 case "$METHOD" in
-    neuroprune)
-        METHOD_FLAGS=(--np-alpha "$ALPHA" --np-beta "$BETA" --np-prune-start-epoch "$PRUNE_START_EPOCH")
+    neuroprune|neuroprune_plus)
+        [[ "$METHOD" == neuroprune_plus ]] && read -r SIMILARITY KEEP FOLD <<< "$PLUS_PASS"
+        METHOD_FLAGS=(--np-alpha "$ALPHA" --np-beta "$BETA" --np-prune-start-epoch "$PRUNE_START_EPOCH"
+                      --np-similarity "$SIMILARITY" --np-keep "$KEEP" --np-fold "$FOLD")
         if [[ -n "$BUDGET" ]]; then METHOD_FLAGS+=(--np-head-budget "$BUDGET" --np-budget-passes "$BUDGET_PASSES")
         elif [[ -n "$THETA" ]]; then METHOD_FLAGS+=(--np-theta "$THETA"); fi ;;
     l1)
         METHOD_FLAGS=(--np-penalty l1 --np-alpha "$ALPHA" --np-beta "$BETA") ;;
     dsp)
         needs_budget
-        METHOD_FLAGS=(--np-dsp-heads "$BUDGET" --np-dsp-lr "$DSP_LR" --np-dsp-temp-init "$DSP_TEMP_INIT"
-                      --np-dsp-temp-final "$DSP_TEMP_FINAL" --np-dsp-anneal-updates "$DSP_ANNEAL_UPDATES" --np-dsp-seed "$SEED")
+        TASK=dsp_translation
+        METHOD_FLAGS=(--np-dsp-heads "$BUDGET" --np-dsp-mode "$DSP_MODE" --np-dsp-anneal-updates "$DSP_ANNEAL_UPDATES"
+                      --np-dsp-lr "$DSP_LR" --np-dsp-weight-decay "$DSP_WEIGHT_DECAY" --np-dsp-temp-init "$DSP_TEMP_INIT"
+                      --np-dsp-temp-final "$DSP_TEMP_FINAL" --np-dsp-init "$DSP_INIT" --np-dsp-seed "$SEED")
         [[ "$DSP_PER_MODULE" == 1 ]] && METHOD_FLAGS+=(--np-dsp-per-module)
         [[ "$DSP_STRAIGHT_THROUGH" == 1 ]] && METHOD_FLAGS+=(--np-dsp-straight-through) ;;
     michel)
@@ -71,11 +88,11 @@ case "$METHOD" in
             "$PYTHON" -m neuroprune_fairseq.tools.michel --checkpoint "$PRETRAINED" --data-bin "$DATA_BIN" \
                 --heads "$BUDGET" --steps "$MICHEL_STEPS" --out "$START" "${DEVICE_ARG[@]}"
         fi ;;
-    *) die "METHOD=$METHOD is not one of neuroprune, l1, dsp, michel" ;;
+    *) die "METHOD=$METHOD is not one of neuroprune, neuroprune_plus, l1, dsp, michel" ;;
 esac
 
 # shellcheck disable=SC2086
-"$FAIRSEQ_TRAIN" "$DATA_BIN" --user-dir neuroprune_fairseq --task neuroprune_translation \
+"$FAIRSEQ_TRAIN" "$DATA_BIN" --user-dir neuroprune_fairseq --task "$TASK" \
     --source-lang de --target-lang en \
     --arch "$ARCH" --share-all-embeddings --encoder-normalize-before --decoder-normalize-before \
     --dropout "$DROPOUT" \

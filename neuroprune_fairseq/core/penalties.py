@@ -61,15 +61,21 @@ def attention_penalty(q_weight: torch.Tensor, k_weight: torch.Tensor, v_weight: 
     paper's layout, row ``i`` of ``[Q, K, V]``). The penalty is ``sum_i sqrt(sum_j |A_ji|)``.
     A group that is exactly zero contributes 0 and gets a zero (finite) gradient.
 
+    Cross-attention whose keys/values come from an input of another width than the queries' (a decoder
+    wider than its encoder) has two sets of input neurons: then Q's columns form groups of their own and
+    the stacked ``[K; V]`` columns theirs. In general the matrices of each input width are stacked; with one
+    width (self-attention, or the paper's equal-width cross-attention) this is the paper's grouping.
+
     Args:
-        q_weight, k_weight, v_weight: (out, in) projection weights of one module.
+        q_weight, k_weight, v_weight: (out, in_q), (out, in_k), (out, in_v) projection weights of one module.
     Returns:
         0-dim float32 tensor.
     """
-    group_l1 = (
-        q_weight.float().abs().sum(dim=0) + k_weight.float().abs().sum(dim=0) + v_weight.float().abs().sum(dim=0)
-    )  # (in,)
-    return safe_sqrt(group_l1).sum()
+    group_l1 = {}  # input width -> (width,) column l1 norms summed over the matrices of that width
+    for weight in (q_weight, k_weight, v_weight):
+        column_l1 = weight.float().abs().sum(dim=0)  # (in,)
+        group_l1[column_l1.numel()] = group_l1.get(column_l1.numel(), 0) + column_l1
+    return sum(safe_sqrt(l1).sum() for l1 in group_l1.values())
 
 
 def l1_penalty(*weights: torch.Tensor) -> torch.Tensor:

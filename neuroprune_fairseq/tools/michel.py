@@ -14,16 +14,16 @@ heads' q/k/v rows and out columns zeroed), loadable by fairseq-generate and fine
 """
 import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
 
-from .. import head_masks
+from .. import checkpoint_stats, head_masks
 from ..core.importance import head_gate_gradient, iterative_targets, normalize_per_module
 from ..core.selection import keep_top_k, module_slices
 from ..model_parts import attention_modules, short_name
-from .outputs import prepare_output, save_model_state
+from .checkpoints import load_model, save_model_state
+from .outputs import prepare_output, require_inputs
 
 
 def parse_args(argv=None):
@@ -45,13 +45,7 @@ def parse_args(argv=None):
 
 def load(args):
     """The checkpoint's model (head masks attached), criterion and task, with data from --data-bin."""
-    from fairseq import checkpoint_utils  # the plugin is registered: importing this module imported the package
-
-    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([args.checkpoint], arg_overrides={"data": args.data_bin})
-    model = models[0]
-    head_masks.attach(model)
-    if torch.cuda.is_available() and not args.cpu:
-        model.cuda()
+    model, cfg, task = load_model(args.checkpoint, args.data_bin, args.cpu)
     return model, task.build_criterion(cfg.criterion), task
 
 
@@ -115,9 +109,7 @@ def apply_mask(model, mask: torch.Tensor) -> None:
 
 
 def check_args(args) -> None:
-    for path, flag in ((args.checkpoint, "--checkpoint"), (args.data_bin, "--data-bin")):
-        if not os.path.exists(path):
-            raise SystemExit(f"{flag}: {path} does not exist")
+    require_inputs((args.checkpoint, "--checkpoint"), (args.data_bin, "--data-bin"))
     prepare_output(args.out, "--out", args.overwrite)
     if args.scores_json:
         prepare_output(args.scores_json, "--scores-json")
@@ -135,7 +127,7 @@ def main(argv=None):
     if not len(sizes) <= args.heads <= start:
         raise SystemExit(f"--heads {args.heads}: must be between {len(sizes)} (one per attention module) and the {start} heads now active")
     rounds = prune(model, criterion, list(scoring_batches(model, task, args)), args.heads, args.steps, args.normalize_per_module)
-    save_model_state(args.checkpoint, model, args.out)
+    save_model_state(checkpoint_stats.load_checkpoint(args.checkpoint), model, args.out)
     if args.scores_json:
         named = [{short_name(name): s.tolist() for (name, _), s in zip(modules, per_module)} for per_module in rounds]
         Path(args.scores_json).write_text(json.dumps({"rounds": named}, indent=2) + "\n")

@@ -19,14 +19,14 @@ Choose variants on the validation split; score the chosen one on test once.
 import argparse
 import copy
 import json
-import os
 import time
 from pathlib import Path
 
-from .. import head_masks
+from .. import checkpoint_stats, head_masks
 from ..calibration import calibration_batches, head_output_stats
 from . import evaluate, michel
-from .outputs import prepare_output, save_model_state
+from .checkpoints import load_model, save_model_state
+from .outputs import prepare_output, require_inputs
 
 TABLE_COLUMNS = ("variant", "budget", "heads_kept", "bleu", "pass_seconds", "calibration_seconds")
 
@@ -89,9 +89,7 @@ def write_table(out_dir: Path) -> Path:
 
 def main(argv=None):
     args = parse_args(argv)
-    for path, flag in ((args.checkpoint, "--checkpoint"), (args.data_bin, "--data-bin")):
-        if not os.path.exists(path):
-            raise SystemExit(f"{flag}: {path} does not exist")
+    require_inputs((args.checkpoint, "--checkpoint"), (args.data_bin, "--data-bin"))
     if args.calib_sentences < 1:
         raise SystemExit(f"--calib-sentences must be >= 1, got {args.calib_sentences}")
     variants = {spec: parse_variant(spec, args.ridge) for spec in args.variants}
@@ -99,7 +97,9 @@ def main(argv=None):
     prepare_output(str(out_dir / "records" / "dense.json"), "--out-dir")
     prepare_output(str(out_dir / "checkpoints" / "x.pt"), "--out-dir")
 
-    model, criterion, task = michel.load(argparse.Namespace(checkpoint=args.checkpoint, data_bin=args.data_bin, cpu=args.cpu))
+    model, cfg, task = load_model(args.checkpoint, args.data_bin, args.cpu)
+    criterion = task.build_criterion(cfg.criterion)
+    source = checkpoint_stats.load_checkpoint(args.checkpoint)
     modules, total = len(head_masks.attention_modules(model)), head_masks.total_heads(model)
     for budget in args.budgets:
         if not modules <= budget <= total:
@@ -130,7 +130,7 @@ def main(argv=None):
             head_masks.eliminate_to_budget(model, budget, budget, variants[spec], stats)
         pass_seconds = time.perf_counter() - start
         checkpoint = out_dir / "checkpoints" / f"{name}.pt"
-        save_model_state(args.checkpoint, model, checkpoint)
+        save_model_state(source, model, checkpoint)
         calibrated = spec == "michel" or variants[spec].needs_data
         record = evaluate_checkpoint(args, checkpoint, out_dir / "records" / f"{name}.json", name, spec, budget, {
             "variant": spec, "pass_seconds": round(pass_seconds, 3),

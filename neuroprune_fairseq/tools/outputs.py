@@ -1,9 +1,6 @@
-"""Tools' output files: checks before any work is done (one-line errors naming the flag), and writing a
-checkpoint whose model state was changed."""
+"""Checks on a tool's input and output files before any work is done, with one-line errors naming the flag."""
 import os
 from pathlib import Path
-
-import torch
 
 
 def prepare_output(path: str, flag: str, overwrite: bool = True) -> Path:
@@ -31,9 +28,9 @@ def prepare_output(path: str, flag: str, overwrite: bool = True) -> Path:
     return out
 
 
-def save_model_state(source_checkpoint: str, model, out: Path) -> None:
-    """Write ``source_checkpoint`` to ``out`` with its model state replaced by ``model``'s (on CPU);
-    everything else (config, optimizer history, extra state) is kept as it was."""
-    checkpoint = torch.load(source_checkpoint, map_location="cpu", weights_only=False)
-    checkpoint["model"] = {k: v.cpu() for k, v in model.state_dict().items()}
-    torch.save(checkpoint, out)
+
+def require_inputs(*paths_and_flags) -> None:
+    """``SystemExit`` naming the flag for the first ``(path, flag)`` whose path does not exist."""
+    for path, flag in paths_and_flags:
+        if not os.path.exists(path):
+            raise SystemExit(f"{flag}: {path} does not exist")
