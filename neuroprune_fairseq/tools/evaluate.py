@@ -15,7 +15,6 @@ also carries the checkpoint's topology report (see ``tools.report``) under ``top
 """
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 import sacrebleu
 
 from .. import checkpoint_stats
-from .outputs import prepare_output
+from .outputs import prepare_output, require_inputs
 
 PLUGIN_DIR = str(Path(__file__).resolve().parents[1])
 
@@ -142,9 +141,7 @@ def checkpoint_record(path: str, eps: float) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    for path, what in ((args.checkpoint, "--checkpoint"), (args.data_bin, "--data-bin")):
-        if not os.path.exists(path):
-            raise SystemExit(f"{what}: {path} does not exist")
+    require_inputs((args.checkpoint, "--checkpoint"), (args.data_bin, "--data-bin"))
     if args.max_pieces < 0:
         raise SystemExit(f"--max-pieces {args.max_pieces}: expected 0 (off) or a positive piece count")
     out = prepare_output(args.out, "--out", args.overwrite)

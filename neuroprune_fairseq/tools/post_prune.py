@@ -33,6 +33,7 @@ from ..core.post_training import parse_pattern
 from ..post_pruning import (
     KINDS, METHODS, Settings, calibration_tokens, check_pattern_fits, check_relu_ffns, check_sparsellm_tokens, prune_model,
 )
+from .checkpoints import load_model, save_model_state
 from .outputs import prepare_output
 
 # method-specific options: default value, methods that use it
@@ -114,13 +115,7 @@ def method_options(args, pattern) -> dict:
 
 def load(args):
     """The checkpoint's model (head masks attached, eval mode) and task, with data from --data-bin."""
-    from fairseq import checkpoint_utils
-
-    models, _, task = checkpoint_utils.load_model_ensemble_and_task([args.checkpoint], arg_overrides={"data": args.data_bin})
-    model = models[0]
-    head_masks.attach(model)
-    if torch.cuda.is_available() and not args.cpu:
-        model.cuda()
+    model, _, task = load_model(args.checkpoint, args.data_bin, args.cpu)
     return model.eval(), task
 
 
@@ -180,8 +175,7 @@ def main(argv=None):
         result = prune_model(model, batches, settings, heldout)
     except ValueError as err:
         raise SystemExit(f"post_prune: {err}")
-    checkpoint["model"] = {k: v.cpu() for k, v in model.state_dict().items()}
-    torch.save(checkpoint, out)
+    save_model_state(checkpoint, model, out)
     record = {
         "checkpoint": args.checkpoint, "out": str(out), "method": settings.method, "sparsity": settings.sparsity,
         "pattern": args.pattern and f"{settings.pattern[0]}:{settings.pattern[1]}", "args": vars(args),
