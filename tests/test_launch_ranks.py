@@ -90,8 +90,11 @@ def test_missing_fairseq_train_is_reported(tmp_path):
 
 @pytest.mark.parametrize("sig,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_an_interrupted_launcher_stops_its_ranks(tmp_path, sig, status):
+    # A shell cannot trap a signal that was ignored when it started (as SIGINT is under a non-interactive parent
+    # shell's background job, e.g. some CI runners): start the launcher with the default handler, as a user's shell does.
     launcher = subprocess.Popen(["bash", str(SCRIPT), "data-bin"], env=_env(tmp_path, NPROC="2", STUB_SLEEP="120"),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 30
     while len(_ranks(tmp_path)) < 2:
         assert time.monotonic() < deadline and launcher.poll() is None
