@@ -350,6 +350,7 @@ def pipelined(dense):
     return dict(states=_by_update(dense / "pipelined"), start=start)
 
 
+@pytest.mark.slow
 def test_after_the_anneal_the_mask_and_logits_never_change_and_pruned_heads_stay_zero(joint):
     states, log = joint["states"], joint["log"]
     assert sorted(states) == list(range(1, 9))
@@ -372,6 +373,7 @@ def test_after_the_anneal_the_mask_and_logits_never_change_and_pruned_heads_stay
     assert "dsp | after 6 updates: gate learning over, the hard top-27 is fixed" in log
 
 
+@pytest.mark.slow
 def test_a_sigkilled_run_resumes_with_the_same_logits_and_adamw_state(joint, killed):
     """Killed at update 3 of 6 of gate learning and resumed: every later checkpoint equals the
     uninterrupted run's bit for bit (logits, AdamW moments and step, weights and masks)."""
@@ -384,6 +386,7 @@ def test_a_sigkilled_run_resumes_with_the_same_logits_and_adamw_state(joint, kil
             assert torch.equal(resumed[update][key], value), (update, key)
 
 
+@pytest.mark.slow
 def test_pipelined_gate_learning_leaves_every_model_parameter_bit_identical(pipelined):
     dense, states = pipelined["start"], pipelined["states"]
     params = [k for k in dense if not k.endswith(head_masks.MASK_BUFFER) and k != head_masks.PRUNED_EPOCH_BUFFER]

@@ -19,6 +19,8 @@ NUM_TEST = 16
 REPO = Path(__file__).resolve().parents[1]
 MASKS = {"encoder.layers.0.self_attn": [1, 0, 1, 0, 0, 1], "decoder.layers.1.encoder_attn": [0, 1, 1, 1, 1, 0]}
 PRUNABLE = tuple(checkpoint_stats.MATRIX_SUFFIXES.values())
+# every test here prunes a model trained by fairseq-train in the module fixture: out of the fast loop
+pytestmark = pytest.mark.slow
 
 
 def _state(path):
@@ -227,7 +229,6 @@ def _script(toy, *, bases, results):
                           text=True, timeout=900)
 
 
-@pytest.mark.slow
 def test_study_script_prunes_evaluates_plots_and_skips_what_exists(toy):
     """One base x one method x one sparsity; the relaunch finds every record and only redraws the plots."""
     results = toy / "script_results"

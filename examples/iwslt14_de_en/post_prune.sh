@@ -5,8 +5,11 @@
 # then each pruned model evaluated on the whole test split. Per run: RESULTS_DIR/prune/NAME.json (settings,
 # sparsity per matrix, calibration errors, SparseLLM's objective, FFN output errors on held-out sentences,
 # time, memory) and RESULTS_DIR/records/NAME.json (BLEU, tools.evaluate); NAME = BASE_METHOD_sSPARSITY.
+# Each evaluation also writes its hypotheses and references to OUT_DIR/text/NAME.{hyp,ref}.
 # A run whose evaluation record exists is skipped.
-# Then per base a bleu-vs-sparsity plot, and a frontier plot of every record (plus FRONTIER_EXTRA records).
+# Then per base a bleu-vs-sparsity plot; per base and sparsity, sacrebleu's paired bootstrap of every method
+# whose hypotheses exist against SIG_BASELINE (RESULTS_DIR/significance/BASE_sSPARSITY.json); and a frontier
+# plot of every record (plus FRONTIER_EXTRA records).
 # Usage: bash examples/iwslt14_de_en/post_prune.sh   (settings: the environment variables below; -h prints this)
 set -euo pipefail
 
@@ -22,13 +25,15 @@ HELDOUT_SUBSET=${HELDOUT_SUBSET:-valid}
 OUT_DIR=${OUT_DIR:-runs/post_prune}  # pruned checkpoints
 RESULTS_DIR=${RESULTS_DIR:-examples/iwslt14_de_en/results/post_prune}
 FRONTIER_EXTRA=${FRONTIER_EXTRA-examples/iwslt14_de_en/results/study/records}  # folder of more records for the frontier (its dense.json left out)
+SIG_BASELINE=${SIG_BASELINE:-sparsegpt}  # the method every other one is tested against, per base and sparsity
+SIG_SAMPLES=${SIG_SAMPLES:-1000}  # bootstrap resamples
 BEAM=${BEAM:-5}
 MAX_PIECES=${MAX_PIECES:-40}  # also score the test pairs within the training length limit (0: off)
 CPU=${CPU:-1}  # 1: prune and generate on CPU
 TITLE=${TITLE:-"offline German-English corpus, narrow 108-head model"}
 PYTHON=${PYTHON:-.venv/bin/python}
 
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,10p "$0"; exit 0; fi
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,13p "$0"; exit 0; fi
 cd "$(dirname "$0")/../.."
 die() { echo "post_prune.sh: $*" >&2; exit 1; }
 [[ -f "$DATA_BIN/dict.de.txt" ]] || die "DATA_BIN=$DATA_BIN has no dict.de.txt: run the main command (scripts/run_offline_demo.sh) first"
@@ -38,12 +43,28 @@ for base in $BASES; do
     [[ -f "$checkpoint" ]] || die "base model $bname: $checkpoint does not exist"
 done
 DEVICE=(); [[ "$CPU" == 1 ]] && DEVICE=(--cpu)
-mkdir -p "$OUT_DIR" "$RESULTS_DIR/prune" "$RESULTS_DIR/records"
+mkdir -p "$OUT_DIR/text" "$RESULTS_DIR/prune" "$RESULTS_DIR/records"
 START=$(date +%s)
 step() { echo; echo "=== [$(( $(date +%s) - START ))s] $*"; }
 evaluate() {  # evaluate CHECKPOINT NAME METHOD
     "$PYTHON" -m neuroprune_fairseq.tools.evaluate --checkpoint "$1" --data-bin "$DATA_BIN" --name "$2" --method "$3" \
-        --beam "$BEAM" --max-pieces "$MAX_PIECES" --out "$RESULTS_DIR/records/$2.json" --overwrite "${DEVICE[@]}"
+        --beam "$BEAM" --max-pieces "$MAX_PIECES" --out "$RESULTS_DIR/records/$2.json" --text-out "$OUT_DIR/text/$2" --overwrite "${DEVICE[@]}"
+}
+significance() {  # significance BASE SPARSITY: every method with hypotheses against SIG_BASELINE
+    local systems=() refs="" name
+    for method in $SIG_BASELINE $METHODS; do
+        name="$1_${method}_s$2"
+        [[ -f "$OUT_DIR/text/$name.hyp" ]] || continue
+        [[ " ${systems[*]} " == *" $method="* ]] && continue
+        systems+=("$method=$OUT_DIR/text/$name.hyp"); refs="$OUT_DIR/text/$name.ref"
+    done
+    if (( ${#systems[@]} < 2 )) || [[ "${systems[0]}" != "$SIG_BASELINE="* ]]; then
+        echo "post_prune.sh: $1 at sparsity $2: no $SIG_BASELINE hypotheses or nothing to compare with, so no significance test"
+        return
+    fi
+    step "paired bootstrap of $1 at sparsity $2 against $SIG_BASELINE"
+    "$PYTHON" -m neuroprune_fairseq.tools.significance --refs "$refs" "${systems[@]/#/--system=}" --samples "$SIG_SAMPLES" \
+        --out "$RESULTS_DIR/significance/$1_s$2.json" --overwrite
 }
 
 all=()
@@ -78,6 +99,8 @@ for base in $BASES; do
     "$PYTHON" -m neuroprune_fairseq.tools.plots bleu-vs-sparsity "${records[@]}" --out "$RESULTS_DIR/bleu-vs-sparsity-$bname.png" \
         --title "Post-training pruning of $bname: BLEU vs weight sparsity"$'\n'"$TITLE"
     all+=("${records[@]}")
+    mkdir -p "$RESULTS_DIR/significance"
+    for sparsity in $SPARSITIES; do significance "$bname" "$sparsity"; done
 done
 
 extra=()

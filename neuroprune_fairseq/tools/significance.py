@@ -61,12 +61,13 @@ def main(argv=None):
                    help="NAME=FILE[,FILE...]: a system's hypothesis files (one per seed); the first --system is the baseline")
     p.add_argument("--samples", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--out", default=None, help="JSON file to write the comparison to")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = p.parse_args(argv)
     if len(args.system) < 2:
         raise SystemExit("--system: give a baseline and at least one system to compare with it")
     if args.samples < 1:
         raise SystemExit(f"--samples must be >= 1, got {args.samples}")
-    out = prepare_output(args.out, "--out") if args.out else None
+    out = prepare_output(args.out, "--out", args.overwrite) if args.out else None
     refs = read_lines(args.refs, "--refs")
     specs = [parse_system(s) for s in args.system]
     counts = {len(files) for _, files in specs}
