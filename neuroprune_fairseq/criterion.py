@@ -24,7 +24,8 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 )
 from omegaconf import II
 
-from .core.penalties import attention_penalty, l1_penalty, mlp_penalty
+from neuroprune.core.penalties import attention_penalty, l1_penalty, mlp_penalty
+
 from .model_parts import attention_modules, ffn_blocks
 
 PENALTY_CHOICES = ChoiceEnum(["neuroprune", "l1"])

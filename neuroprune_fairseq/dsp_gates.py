@@ -27,9 +27,11 @@ from typing import Dict, Optional
 
 import torch
 
-from .core.dsp import annealed_temperature, gumbel_noise, relaxed_top_k, straight_through, xavier_logits
-from .core.selection import keep_top_k, module_slices
-from .head_masks import DSP_LOGITS_KEY, DSP_ROOT_FLAG, DSP_STATE_PREFIX, MASK_BUFFER, enforce
+from neuroprune.core.dsp import annealed_temperature, gumbel_noise, relaxed_top_k, straight_through, xavier_logits
+from neuroprune.core.selection import keep_top_k, module_slices
+from neuroprune.state_keys import DSP_LOGITS_KEY, DSP_STATE_PREFIX, MASK_BUFFER
+
+from .head_masks import DSP_ROOT_FLAG, enforce
 from .model_parts import attention_modules, unwrap
 
 ADAM_KEYS = {name: f"{DSP_STATE_PREFIX}adam_{name}" for name in ("step", "exp_avg", "exp_avg_sq")}

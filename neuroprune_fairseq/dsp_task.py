@@ -36,10 +36,11 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
+from neuroprune.core.dsp import fractional_share
+from neuroprune.state_keys import short_name
+
 from . import head_masks
-from .core.dsp import fractional_share
 from .dsp_gates import DSPGates
-from .model_parts import short_name
 from .optim_sync import copy_model_params_to_master
 
 logger = logging.getLogger(__name__)

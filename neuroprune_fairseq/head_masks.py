@@ -7,22 +7,21 @@ the head from every forward path, including the fused ``F.multi_head_attention_f
 that never calls ``out_proj`` as a module: with q = k = v = 0 and zero out-columns the head adds nothing.
 """
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from .core.budget import ThetaChoice, choose_theta
-from .core.fold import data_fold, head_output_energy, value_bias_carry
-from .core.heads import (EliminationPlan, fold_out_projection, head_row_mask, keep_most_important, linf_distances,
-                         live_distances, plan_from_distances)
-from .core.similarity import output_distances
+from neuroprune.core.budget import ThetaChoice, choose_theta
+from neuroprune.core.fold import data_fold, head_output_energy, value_bias_carry
+from neuroprune.core.heads import (EliminationPlan, fold_out_projection, keep_most_important, linf_distances,
+                                   live_distances, plan_from_distances)
+from neuroprune.core.masking import zero_masked_heads
+from neuroprune.core.similarity import output_distances
+from neuroprune.state_keys import DSP_STATE_PREFIX, MASK_BUFFER, PRUNED_EPOCH_BUFFER
+
 from .model_parts import attention_modules, unwrap
 
-MASK_BUFFER = "np_head_mask"
-PRUNED_EPOCH_BUFFER = "np_last_pruned_epoch"
-DSP_STATE_PREFIX = "np_dsp_"  # DSP's training state in a checkpoint's model state: gate logits, their AdamW state
-DSP_LOGITS_KEY = DSP_STATE_PREFIX + "logits"  # (see dsp_gates)
 DSP_ROOT_FLAG = "_np_dsp_training"  # set on a model whose DSP gates are training
 
 
@@ -86,15 +85,9 @@ def enforce_module(attn: nn.Module) -> None:
     mask = head_mask(attn)
     if bool(mask.all()):
         return
-    rows = head_row_mask(mask, attn.head_dim)  # (embed,)
-    for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
-        proj.weight.mul_(rows.to(proj.weight.dtype)[:, None])
-        if proj.bias is not None:
-            proj.bias.mul_(rows.to(proj.bias.dtype))
-    attn.out_proj.weight.mul_(rows.to(attn.out_proj.weight.dtype)[None, :])
-    for extra in (attn.bias_k, attn.bias_v):
-        if extra is not None:  # (1, 1, embed)
-            extra.mul_(rows.to(extra.dtype))
+    params = dict(attn.named_parameters())
+    for name, zeroed in zero_masked_heads(params, mask, attn.head_dim).items():
+        params[name].copy_(zeroed)
 
 
 def enforce(model: nn.Module) -> None:
@@ -115,11 +108,11 @@ class PassVariant:
 
     Attributes:
         similarity: ``linf`` (the paper's), ``linf_scaled`` (scale-free) or ``output`` (data-aware),
-            see ``core.heads.linf_distances`` and ``core.similarity``.
+            see ``neuroprune.core.heads.linf_distances`` and ``neuroprune.core.similarity``.
         keep: ``paper`` (Algorithm 3's dominating head) or ``importance`` (the group's head with the
-            largest output variance, ``core.fold.head_output_energy``).
+            largest output variance, ``neuroprune.core.fold.head_output_energy``).
         fold: ``paper`` (out-projection columns added, plus the exact value-bias carry), ``none``
-            (mask only) or ``data`` (least-squares fold, ``core.fold.data_fold``).
+            (mask only) or ``data`` (least-squares fold, ``neuroprune.core.fold.data_fold``).
         ridge: ridge of the data-aware fits, relative to the larger output variance of the two heads.
     The default is the paper's pass.
     """
@@ -230,8 +223,3 @@ def total_heads(model: nn.Module) -> int:
     """Heads in the architecture, active or not."""
     return sum(attn.num_heads for _, attn in attention_modules(model))
 
-
-def masks_from_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, List[int]]:
-    """Per-module masks stored in a checkpoint's model state, by module name."""
-    suffix = "." + MASK_BUFFER
-    return {k[: -len(suffix)]: [int(v) for v in t.tolist()] for k, t in state_dict.items() if k.endswith(suffix)}

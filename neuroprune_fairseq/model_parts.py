@@ -31,12 +31,3 @@ def ffn_blocks(model: nn.Module) -> List[Tuple[str, nn.Linear, nn.Linear]]:
             blocks.append((name, fc1, fc2))
     return blocks
 
-
-def short_name(name: str) -> str:
-    """``encoder.layers.0.self_attn`` -> ``enc0.self``; other names are returned unchanged."""
-    parts = name.split(".")
-    if len(parts) == 4 and parts[1] == "layers":
-        side = {"encoder": "enc", "decoder": "dec"}.get(parts[0], parts[0])
-        kind = {"self_attn": "self", "encoder_attn": "cross"}.get(parts[3], parts[3])
-        return f"{side}{parts[2]}.{kind}"
-    return name

@@ -1,5 +1,5 @@
 """Post-training pruning of a fairseq transformer, layer by layer: the fairseq side of
-:mod:`.core.post_training` and :mod:`.core.sparsellm`.
+:mod:`neuroprune.core.post_training` and :mod:`neuroprune.core.sparsellm`.
 
 Transformer layers are pruned in order, encoder first, each from the calibration inputs it sees with every
 earlier layer already pruned (sequential, as SparseGPT does): per layer, one teacher-forced capture of its
@@ -21,11 +21,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from neuroprune.core.heads import head_row_mask
+from neuroprune.core.post_training import Pattern, check_pattern, magnitude, reconstruction_error, sparsegpt, wanda
+from neuroprune.core.sparsellm import sparsellm_ffn
+
 from . import head_masks
 from .calibration import InputStats, capture_linear_inputs
-from .core.heads import head_row_mask
-from .core.post_training import Pattern, check_pattern, magnitude, reconstruction_error, sparsegpt, wanda
-from .core.sparsellm import sparsellm_ffn
 from .model_parts import unwrap
 
 METHODS = ("magnitude", "wanda", "sparsegpt", "sparsellm")
@@ -34,7 +35,7 @@ KINDS = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "out_proj": "out", "fc1": 
 
 @dataclass
 class Settings:
-    """What to prune to and how (see :func:`.core.post_training.sparsegpt` for block_size and damp)."""
+    """What to prune to and how (see :func:`neuroprune.core.post_training.sparsegpt` for block_size and damp)."""
 
     method: str
     sparsity: float  # with a pattern, N/M

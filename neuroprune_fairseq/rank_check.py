@@ -7,7 +7,7 @@ a hard error if anything (a non-deterministic kernel, a desynchronised optimizer
 import torch
 import torch.distributed as dist
 
-from .head_masks import MASK_BUFFER
+from neuroprune.state_keys import MASK_BUFFER
 
 
 def state_fingerprint(model) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Rewrite a fairseq transformer checkpoint into its physically smaller form (see ``tools/export.py``).
 
-The model state is rewritten key by key with :mod:`.core.shrink`; the model arguments are switched to
+The model state is rewritten key by key with :mod:`neuroprune.core.shrink`; the model arguments are switched to
 the :mod:`.exported_model` architecture with the new shapes stored beside them. Key conventions are
 fairseq's transformer: ``<module>.{q,k,v,out}_proj.{weight,bias}`` for attention and
 ``<layer>.fc1`` / ``<layer>.fc2`` for FFNs.
@@ -15,10 +15,11 @@ from fairseq import utils
 from fairseq.models import ARCH_MODEL_REGISTRY
 from fairseq.models.transformer.transformer_legacy import TransformerModel
 
-from .core.shrink import dead_units, select_heads, shrink_ffn
+from neuroprune.checkpoint_stats import attention_module_names, config_heads, ffn_layer_names, module_head_dim
+from neuroprune.core.shrink import dead_units, select_heads, shrink_ffn
+from neuroprune.state_keys import DSP_STATE_PREFIX, MASK_BUFFER, PRUNED_EPOCH_BUFFER
+
 from .exported_model import EXPORTED_ARCH, SHAPES_FIELD
-from .checkpoint_stats import attention_module_names, ffn_layer_names
-from .head_masks import DSP_STATE_PREFIX, MASK_BUFFER, PRUNED_EPOCH_BUFFER
 
 Shapes = Dict[str, Dict[str, int]]  # {"heads": {module: num_heads}, "ffn": {layer: units}}
 
@@ -40,16 +41,11 @@ def transformer_args(cfg) -> argparse.Namespace:
     return model_cfg
 
 
-def head_dim(model_args: argparse.Namespace, module: str) -> int:
-    """Rows per head of ``module`` (``encoder.*`` or ``decoder.*``), from the architecture's sizes."""
-    side = module.split(".")[0]
-    return getattr(model_args, f"{side}_embed_dim") // getattr(model_args, f"{side}_attention_heads")
-
-
 def model_shapes(state: Dict[str, torch.Tensor], model_args: argparse.Namespace) -> Shapes:
     """Heads per attention module and hidden units per FFN layer, as stored in ``state``."""
+    heads = config_heads(model_args)
     return {
-        "heads": {m: state[f"{m}.q_proj.weight"].shape[0] // head_dim(model_args, m) for m in attention_module_names(state)},
+        "heads": {m: state[f"{m}.q_proj.weight"].shape[0] // module_head_dim(state, m, heads) for m in attention_module_names(state)},
         "ffn": {layer: state[f"{layer}.fc1.weight"].shape[0] for layer in ffn_layer_names(state)},
     }
 
@@ -62,17 +58,18 @@ def shrink_state(state: Dict[str, torch.Tensor], model_args: argparse.Namespace,
     """The model state with masked heads and dead FFN units removed and NeuroPrune's buffers dropped.
 
     A head is removed when its mask is 0, whatever its weights hold (DSP checkpoints keep them);
-    an FFN unit when its fc1 row and fc2 column are all ``|w| < eps`` (see :func:`.core.shrink.shrink_ffn`).
+    an FFN unit when its fc1 row and fc2 column are all ``|w| < eps`` (see :func:`neuroprune.core.shrink.shrink_ffn`).
     Tensors left unchanged are the same objects, so tied embeddings stay tied.
     """
     out = {k: v for k, v in state.items() if not _is_neuroprune_buffer(k)}
+    heads = config_heads(model_args)
     for module in attention_module_names(state):
         mask = state.get(f"{module}.{MASK_BUFFER}")
         if mask is None or bool(mask.all()):
             continue
         if not bool((mask > 0).any()):
             raise ValueError(f"{module}.{MASK_BUFFER} has no active head")
-        d = head_dim(model_args, module)
+        d = module_head_dim(state, module, heads)
         for key in (f"{module}.{p}.{t}" for p in ("q_proj", "k_proj", "v_proj") for t in ("weight", "bias")):
             if key in out:
                 out[key] = select_heads(out[key], mask, d, dim=0)

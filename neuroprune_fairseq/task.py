@@ -17,11 +17,14 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
+from neuroprune.checkpoint_stats import weight_sparsity
+from neuroprune.core.budget import scheduled_target
+from neuroprune.core.sparsity import NEAR_ZERO_EPS
+from neuroprune.state_keys import PRUNED_EPOCH_BUFFER, short_name
+
 from . import head_masks
 from .calibration import calibration_batches, head_output_stats
-from .core.budget import scheduled_target
-from .checkpoint_stats import weight_sparsity
-from .model_parts import attention_modules, short_name, unwrap
+from .model_parts import attention_modules, unwrap
 from .optim_sync import copy_model_params_to_master
 from .rank_check import check_identical_across_ranks
 
@@ -35,7 +38,7 @@ class NeuroPruneTranslationConfig(TranslationConfig):
         metadata={"help": "l_inf distance at or below which two heads are similar and the dominated one is pruned after each epoch; unset = no head elimination"},
     )
     np_eps: float = field(
-        default=1e-4,
+        default=NEAR_ZERO_EPS,
         metadata={"help": "|w| below this counts as zero: the MLP penalty's near-zero count and the reported weight sparsity"},
     )
     np_head_budget: Optional[int] = field(
@@ -139,10 +142,10 @@ class NeuroPruneTranslationTask(TranslationTask):
     def begin_epoch(self, epoch, model):
         super().begin_epoch(epoch, model)
         root = unwrap(model)
-        pruned = int(getattr(root, head_masks.PRUNED_EPOCH_BUFFER))
+        pruned = int(getattr(root, PRUNED_EPOCH_BUFFER))
         if pruned >= epoch:  # a new run (e.g. --reset-dataloader fine-tuning) restarted the epoch count
             logger.info(f"neuroprune | epoch count restarted at {epoch}: earlier passes (up to epoch {pruned}) belong to the previous run")
-            getattr(root, head_masks.PRUNED_EPOCH_BUFFER).fill_(epoch - 1)
+            getattr(root, PRUNED_EPOCH_BUFFER).fill_(epoch - 1)
         elif epoch - 1 in self._epochs_begun and epoch - 1 not in self._epochs_ended:
             # The previous epoch's last update was skipped (OOM / overflow), so its pass never ran.
             logger.warning(f"neuroprune | running the elimination of epoch {epoch - 1} late, before epoch {epoch}")
@@ -159,7 +162,7 @@ class NeuroPruneTranslationTask(TranslationTask):
 
     def _end_of_epoch(self, epoch: int, model, optimizer) -> None:
         """Run the epoch's elimination pass once (if enabled and due) and log heads and sparsity."""
-        counter = getattr(unwrap(model), head_masks.PRUNED_EPOCH_BUFFER)
+        counter = getattr(unwrap(model), PRUNED_EPOCH_BUFFER)
         if epoch in self._epochs_ended or int(counter) >= epoch:
             return
         self._epochs_ended.add(epoch)

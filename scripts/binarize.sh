@@ -41,8 +41,7 @@ for split in train valid test; do
     done
 done
 start=$SECONDS
-# Run as a file, not with -m: importing the package would import fairseq (~3 s a call).
-SPM=("$PYTHON" neuroprune_fairseq/corpus/spm_tool.py)
+SPM=("$PYTHON" -m neuroprune.corpus.spm_tool)
 
 echo "[1/3] training sentencepiece BPE (vocab $VOCAB_SIZE) on $DATA_DIR/train.{de,en}"
 "${SPM[@]}" train --inputs "$DATA_DIR/train.de" "$DATA_DIR/train.en" \

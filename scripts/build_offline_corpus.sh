@@ -3,7 +3,7 @@
 # sentences) from Debian packages.  Downloads the .deb files with
 # `apt-get download` (skipped when already present), unpacks them with
 # `dpkg -x` (nothing is installed), then runs
-# neuroprune_fairseq.corpus.offline_de_en.  Relative paths are taken from the
+# neuroprune.corpus.offline_de_en.  Relative paths are taken from the
 # repository root.
 set -euo pipefail
 
@@ -64,6 +64,6 @@ for package in "${PACKAGES[@]}"; do
 done
 
 echo "[3/3] building the corpus into $OUT_DIR"
-"$PYTHON" -m neuroprune_fairseq.corpus.offline_de_en --extracted "$EXTRACTED_DIR" --out "$OUT_DIR" \
+"$PYTHON" -m neuroprune.corpus.offline_de_en --extracted "$EXTRACTED_DIR" --out "$OUT_DIR" \
     --valid "$VALID" --test "$TEST" --seed "$SEED" --max-len-ratio "$MAX_LEN_RATIO" --sources "$SOURCES"
 echo "done in $((SECONDS - start)) s"

@@ -48,7 +48,7 @@ for model in dense neuroprune; do
         --out "$RUN_DIR/records/$model.json" --overwrite --name "$model" --method "$model" --beam "$BEAM" \
         --max-pieces "$MAX_PIECES" --cpu
 done
-"$PYTHON" -m neuroprune_fairseq.tools.summarize "$RUN_DIR/records/dense.json" "$RUN_DIR/records/neuroprune.json" \
+"$PYTHON" -m neuroprune.tools.summarize "$RUN_DIR/records/dense.json" "$RUN_DIR/records/neuroprune.json" \
     --out-json "$RUN_DIR/results.json" --out-png "$RUN_DIR/results.png"
 echo
 echo "wrote $RUN_DIR/results.json and $RUN_DIR/results.png in $(( $(date +%s) - START ))s"

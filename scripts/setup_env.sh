@@ -15,7 +15,7 @@ fi
 cd "$(dirname "$0")/.."
 
 want="torch=$TORCH_VERSION $(sha256sum setup.py | cut -c1-16)"
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]] && "$VENV/bin/python" -c "import fairseq, neuroprune_fairseq" 2>/dev/null; then
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]] && "$VENV/bin/python" -c "import fairseq, neuroprune, neuroprune_fairseq" 2>/dev/null; then
     echo "[setup] reusing $VENV ($want)"
     exit 0
 fi

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from neuroprune_fairseq.head_masks import masks_from_state_dict
+from neuroprune.checkpoint_stats import masks_from_state_dict
 from neuroprune_fairseq.tools import bench_train, evaluate, michel
 
 from .fairseq_run import PLUGIN_DIR, TINY_MODEL, preprocess, run, train_args, write_toy_corpus

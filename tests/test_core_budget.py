@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from neuroprune_fairseq.core.budget import choose_theta, scheduled_target
-from neuroprune_fairseq.core.heads import ModuleDistances
+from neuroprune.core.budget import choose_theta, scheduled_target
+from neuroprune.core.heads import ModuleDistances
 
 
 def _modules():

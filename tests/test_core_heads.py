@@ -3,7 +3,7 @@ import itertools
 
 import torch
 
-from neuroprune_fairseq.core.heads import (
+from neuroprune.core.heads import (
     find_dominating,
     fold_out_projection,
     head_distances,

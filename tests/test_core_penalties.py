@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from neuroprune_fairseq.core.penalties import attention_penalty, mlp_penalty, mlp_row_penalty
+from neuroprune.core.penalties import attention_penalty, mlp_penalty, mlp_row_penalty
 
 
 def test_mlp_row_penalty_hand_computed():

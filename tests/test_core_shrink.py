@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from neuroprune_fairseq.core.shrink import dead_units, select_heads, shrink_ffn
+from neuroprune.core.shrink import dead_units, select_heads, shrink_ffn
 
 
 def test_select_heads_keeps_active_rows_and_columns_in_order():

@@ -7,7 +7,8 @@ import subprocess
 import pytest
 import torch
 
-from neuroprune_fairseq.head_masks import PRUNED_EPOCH_BUFFER, masks_from_state_dict
+from neuroprune.checkpoint_stats import masks_from_state_dict
+from neuroprune.state_keys import PRUNED_EPOCH_BUFFER
 
 from .fairseq_run import BIN, preprocess, run, train_args, write_toy_corpus
 

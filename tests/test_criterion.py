@@ -5,6 +5,7 @@ import pytest
 import torch
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
 
+from neuroprune.state_keys import MASK_BUFFER
 from neuroprune_fairseq import head_masks
 
 from .fairseq_run import build_in_process, random_sample
@@ -60,7 +61,7 @@ def test_the_mlp_penalty_uses_the_tasks_eps(tmp_path):
 def test_the_stock_task_can_carry_the_criterion_without_the_mlp_penalty(tmp_path):
     """--task translation has no --np-eps: R_attn works, R_mlp (which needs eps) is refused by name."""
     task, model, criterion = build_in_process(tmp_path, "--task", "translation", "--np-alpha", "0.01")
-    assert criterion.np_eps is None and not hasattr(model.encoder.layers[0].self_attn, head_masks.MASK_BUFFER)
+    assert criterion.np_eps is None and not hasattr(model.encoder.layers[0].self_attn, MASK_BUFFER)
     model.train()
     _, sample_size, log = criterion(model, random_sample(task))
     assert math.isclose(float(log["np_attn"]) / sample_size, _direct_penalties(model, 1e-4)[0], rel_tol=1e-5)

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
+from neuroprune.core.heads import head_distances, head_parameters, plan_elimination
+from neuroprune.core.penalties import attention_penalty
 from neuroprune_fairseq import head_masks
-from neuroprune_fairseq.core.heads import head_distances, head_parameters, plan_elimination
-from neuroprune_fairseq.core.penalties import attention_penalty
 from neuroprune_fairseq.criterion import model_penalties
 from neuroprune_fairseq.model_parts import attention_modules
 

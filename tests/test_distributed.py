@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from neuroprune_fairseq.core.dsp import xavier_logits
-from neuroprune_fairseq.head_masks import masks_from_state_dict
+from neuroprune.checkpoint_stats import masks_from_state_dict
+from neuroprune.core.dsp import xavier_logits
 
 from .fairseq_run import BIN, preprocess, run, train_args, write_toy_corpus
 

@@ -10,12 +10,13 @@ import subprocess
 import pytest
 import torch
 
+from neuroprune.checkpoint_stats import masks_from_state_dict
+from neuroprune.core.dsp import (annealed_temperature, gumbel_noise, relaxed_top_k, soft_top_k,
+                                 straight_through, xavier_logits)
+from neuroprune.core.selection import keep_top_k
+from neuroprune.state_keys import DSP_LOGITS_KEY, MASK_BUFFER, PRUNED_EPOCH_BUFFER
 from neuroprune_fairseq import head_masks
-from neuroprune_fairseq.core.dsp import (annealed_temperature, gumbel_noise, relaxed_top_k, soft_top_k,
-                                         straight_through, xavier_logits)
-from neuroprune_fairseq.core.selection import keep_top_k
 from neuroprune_fairseq.dsp_gates import ADAM_KEYS
-from neuroprune_fairseq.head_masks import DSP_LOGITS_KEY, masks_from_state_dict
 
 from .fairseq_run import BIN, build_in_process, preprocess, random_sample, run, train_args, write_toy_corpus
 
@@ -389,7 +390,7 @@ def test_a_sigkilled_run_resumes_with_the_same_logits_and_adamw_state(joint, kil
 @pytest.mark.slow
 def test_pipelined_gate_learning_leaves_every_model_parameter_bit_identical(pipelined):
     dense, states = pipelined["start"], pipelined["states"]
-    params = [k for k in dense if not k.endswith(head_masks.MASK_BUFFER) and k != head_masks.PRUNED_EPOCH_BUFFER]
+    params = [k for k in dense if not k.endswith(MASK_BUFFER) and k != PRUNED_EPOCH_BUFFER]
     assert len(params) > 100
     for update in range(1, ANNEAL):
         assert all(torch.equal(states[update][k], dense[k]) for k in params), update

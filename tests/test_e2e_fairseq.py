@@ -8,7 +8,8 @@ import pytest
 import sacrebleu
 import torch
 
-from neuroprune_fairseq.head_masks import PRUNED_EPOCH_BUFFER, masks_from_state_dict
+from neuroprune.checkpoint_stats import masks_from_state_dict
+from neuroprune.state_keys import PRUNED_EPOCH_BUFFER
 
 from .fairseq_run import PLUGIN_DIR, preprocess, run, train_args, write_toy_corpus
 

@@ -68,6 +68,7 @@ PAPER_PASS = {"--np-similarity": "linf", "--np-keep": "paper", "--np-fold": "pap
       "--np-dsp-weight-decay": "1e-4", "--np-dsp-temp-init": "0.1", "--np-dsp-temp-final": "1e-8", "--np-dsp-init": "zeros",
       "--np-dsp-seed": "1", "--np-dsp-per-module": True, "--np-dsp-straight-through": True, "--np-eps": "1e-4"}),
     ({"METHOD": "michel", "BUDGET": "54"}, {"--np-eps": "1e-4"}),  # the masks come from the pruned checkpoint
+    ({"METHOD": "dense", "BUDGET": "54", "ALPHA": "1e-3"}, {"--np-eps": "1e-4"}),  # the control: no penalty, no pass
 ])
 def test_each_method_becomes_its_plugin_flags(tmp_path, variables, expected):
     proc, train, _ = _finetune(tmp_path, **variables)
@@ -105,7 +106,7 @@ def test_extra_arguments_come_last_so_they_override_the_recipe(tmp_path):
 
 
 @pytest.mark.parametrize("variables,message", [
-    ({"METHOD": "prune"}, "METHOD=prune is not one of neuroprune, neuroprune_plus, l1, dsp, michel"),
+    ({"METHOD": "prune"}, "METHOD=prune is not one of dense, neuroprune, neuroprune_plus, l1, dsp, michel"),
     ({"METHOD": "dsp"}, "METHOD=dsp needs BUDGET"),
     ({"METHOD": "michel"}, "METHOD=michel needs BUDGET"),
 ])

@@ -3,6 +3,8 @@ import pytest
 import torch
 from fairseq.modules.multihead_attention import MultiheadAttention
 
+from neuroprune import checkpoint_stats
+from neuroprune.state_keys import MASK_BUFFER
 from neuroprune_fairseq import head_masks
 
 
@@ -125,3 +127,37 @@ def test_budget_pass_hits_k_on_a_toy_model():
     for k in (6, 4, 3):
         choice, _ = head_masks.eliminate_to_budget(model, target=k, floor=k)
         assert sum(head_masks.heads_kept(model).values()) == choice.kept >= k
+
+
+def test_state_dict_zeroing_and_head_dim_match_the_live_module():
+    """checkpoint_stats on a module's state dict gives fairseq's head_dim (full size and exported) and
+    zeroes what enforce_module zeroes on the live module: the masked head's q/k/v rows and biases, its
+    out-projection columns and its bias_k / bias_v entries, each checked slice by slice."""
+    torch.manual_seed(0)
+    attn = MultiheadAttention(12, 3, self_attention=True, add_bias_kv=True)
+    for p in attn.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    head_masks.attach(attn)
+    head_masks.head_mask(attn)[1] = 0
+    state = {f"encoder.layers.0.self_attn.{k}": v.clone() for k, v in attn.state_dict().items()}
+    original = {k: v.clone() for k, v in attn.state_dict().items()}
+    head_masks.enforce_module(attn)
+    masked = checkpoint_stats.apply_head_masks(state)
+
+    head = slice(4, 8)  # head 1 of width 12 // 3
+    for name, live in attn.state_dict().items():
+        from_state, before = masked[f"encoder.layers.0.self_attn.{name}"], original[name]
+        assert torch.equal(from_state, live), name
+        expected = before.clone()
+        if name.startswith(("q_proj", "k_proj", "v_proj")):
+            expected[head] = 0
+        elif name in ("out_proj.weight", "bias_k", "bias_v"):
+            expected[..., head] = 0
+        assert torch.equal(live, expected), name
+    heads = {"encoder": attn.num_heads}
+    assert checkpoint_stats.module_head_dim(state, "encoder.layers.0.self_attn", heads) == attn.head_dim == 4
+    exported = {k: v for k, v in state.items() if not k.endswith(MASK_BUFFER)}
+    exported["encoder.layers.0.self_attn.q_proj.weight"] = state["encoder.layers.0.self_attn.q_proj.weight"][:8]
+    exported["encoder.layers.0.self_attn.out_proj.weight"] = state["encoder.layers.0.self_attn.out_proj.weight"][:, :8]
+    assert checkpoint_stats.module_head_dim(exported, "encoder.layers.0.self_attn", heads) == 4
+    assert checkpoint_stats.module_masks(exported, heads) == {"encoder.layers.0.self_attn": [1, 1, 0]}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from neuroprune_fairseq.corpus import iwslt14
+from neuroprune.corpus import iwslt14
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "examples" / "iwslt14_de_en" / "prepare-iwslt14.sh"
@@ -117,7 +117,7 @@ def test_missing_archive_fails_loudly(tmp_path):
 def test_missing_member_is_named(tmp_path):
     archive = tmp_path / "de-en.tgz"
     make_archive(archive, skip_member="de-en/IWSLT14.TED.tst2011.de-en.en.xml")
-    with pytest.raises(iwslt14.PrepareError, match=r"member de-en/IWSLT14\.TED\.tst2011\.de-en\.en\.xml not found"):
+    with pytest.raises(ValueError, match=r"member de-en/IWSLT14\.TED\.tst2011\.de-en\.en\.xml not found"):
         iwslt14.prepare(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -133,5 +133,5 @@ def test_unaligned_train_files_are_an_error(tmp_path):
                 data += b"one extra line\n"
                 info.size = len(data)
             target.addfile(info, io.BytesIO(data))
-    with pytest.raises(iwslt14.PrepareError, match="expected aligned files"):
+    with pytest.raises(ValueError, match="expected aligned files"):
         iwslt14.prepare(broken, tmp_path / "out")

@@ -2,7 +2,7 @@
 (core.importance.head_gate_gradient) against autograd through explicit gates xi = 1 on a whole fairseq model."""
 import torch
 
-from neuroprune_fairseq.core.importance import head_gate_gradient
+from neuroprune.core.importance import head_gate_gradient
 from neuroprune_fairseq.model_parts import attention_modules
 
 from .fairseq_run import build_in_process, random_sample

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from neuroprune_fairseq.corpus import ding, help_pages, offline_de_en
+from neuroprune.corpus import ding, help_pages, offline_de_en
 
 HEAD = ('<!DOCTYPE html>\n<html lang="{lang}" dir="ltr">\n<head>\n<base href="../../../../">\n'
         '<meta http-equiv="Content-Type" content="text/html; charset=utf-8">\n<title>T</title>\n'
@@ -227,7 +227,7 @@ def test_splits_are_source_disjoint_sized_and_deterministic(tmp_path):
 
 def test_missing_extracted_dir_exits_non_zero_with_clear_message(tmp_path):
     missing = tmp_path / "nope"
-    result = subprocess.run([sys.executable, "-m", "neuroprune_fairseq.corpus.offline_de_en",
+    result = subprocess.run([sys.executable, "-m", "neuroprune.corpus.offline_de_en",
                              "--extracted", str(missing), "--out", str(tmp_path / "out")],
                             capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert result.returncode != 0
@@ -235,33 +235,36 @@ def test_missing_extracted_dir_exits_non_zero_with_clear_message(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_empty_dir_and_missing_package_are_named(tmp_path, capsys):
+def _exit_message(argv) -> str:
+    """The one-line message with which ``offline_de_en.main(argv)`` exits."""
+    with pytest.raises(SystemExit) as exit_:
+        offline_de_en.main(argv)
+    return str(exit_.value)
+
+
+def test_empty_dir_and_missing_package_are_named(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert offline_de_en.main(["--extracted", str(empty), "--out", str(tmp_path / "o")]) == 1
-    assert "directory is empty" in capsys.readouterr().err
+    assert "directory is empty" in _exit_message(["--extracted", str(empty), "--out", str(tmp_path / "o")])
     ding_file = empty / "trans-de-en" / "usr/share/trans/de-en"
     ding_file.parent.mkdir(parents=True)
     ding_file.write_text("Haus {n} :: house\n", encoding="utf-8")
-    assert offline_de_en.main(["--extracted", str(empty), "--out", str(tmp_path / "o")]) == 1
-    err = capsys.readouterr().err
+    err = _exit_message(["--extracted", str(empty), "--out", str(tmp_path / "o")])
     assert "libreoffice-help-de: expected" in err and "libreoffice-help-en-us: expected" in err
     assert "trans-de-en: expected" not in err
 
 
-def test_empty_corpus_is_an_error(tmp_path, capsys):
+def test_empty_corpus_is_an_error(tmp_path):
     pages = {"text/a.html": ('<p id="x">LibreOffice</p>', '<p id="x">LibreOffice</p>')}
     extracted = make_extracted(tmp_path, ding_lines=["Haus {n} :: house"], pages=pages)
     out = tmp_path / "out"
-    assert offline_de_en.main(["--extracted", str(extracted), "--out", str(out)]) == 1
-    assert "no sentence pairs left after filtering" in capsys.readouterr().err
+    assert "no sentence pairs left after filtering" in _exit_message(["--extracted", str(extracted), "--out", str(out)])
     assert not out.exists()
 
 
-def test_splits_larger_than_corpus_name_the_flags(tmp_path, capsys):
-    code = offline_de_en.main(["--extracted", str(make_extracted(tmp_path)), "--out", str(tmp_path / "o")])
-    assert code == 1
-    assert "--valid 1500 and --test 1500 leave no training data" in capsys.readouterr().err
+def test_splits_larger_than_corpus_name_the_flags(tmp_path):
+    message = _exit_message(["--extracted", str(make_extracted(tmp_path)), "--out", str(tmp_path / "o")])
+    assert "--valid 1500 and --test 1500 leave no training data" in message
 
 
 def test_sources_flag_keeps_only_the_selected_source(tmp_path):
@@ -271,7 +274,6 @@ def test_sources_flag_keeps_only_the_selected_source(tmp_path):
     assert ("Er ist mein Nachbar.", "He is my neighbour.") not in all_pairs(tmp_path / "out")
 
 
-def test_unknown_source_is_named(tmp_path, capsys):
-    code = offline_de_en.main(["--extracted", str(make_extracted(tmp_path)), "--out", str(tmp_path / "o"), "--sources", "europarl"])
-    assert code == 1
-    assert "--sources europarl: expected a comma-separated subset of libreoffice,ding" in capsys.readouterr().err
+def test_unknown_source_is_named(tmp_path):
+    message = _exit_message(["--extracted", str(make_extracted(tmp_path)), "--out", str(tmp_path / "o"), "--sources", "europarl"])
+    assert "--sources europarl: expected a comma-separated subset of libreoffice,ding" in message

@@ -6,8 +6,9 @@ import pytest
 import sacrebleu
 import torch
 
+from neuroprune.checkpoint_stats import masks_from_state_dict
 from neuroprune_fairseq import head_masks
-from neuroprune_fairseq.head_masks import PassVariant, masks_from_state_dict
+from neuroprune_fairseq.head_masks import PassVariant
 from neuroprune_fairseq.tools import one_shot
 
 from .fairseq_run import run, train_args, preprocess, write_toy_corpus

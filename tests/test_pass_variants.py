@@ -4,10 +4,10 @@ import pytest
 import torch
 from fairseq.modules.multihead_attention import MultiheadAttention
 
+from neuroprune.core.fold import fit_head_map, head_output_energy
+from neuroprune.core.heads import keep_most_important, linf_distances
+from neuroprune.core.similarity import output_distances
 from neuroprune_fairseq import head_masks
-from neuroprune_fairseq.core.fold import fit_head_map, head_output_energy
-from neuroprune_fairseq.core.heads import keep_most_important, linf_distances
-from neuroprune_fairseq.core.similarity import output_distances
 from neuroprune_fairseq.head_masks import PassVariant
 
 from .fixtures.make_paper_reference import reference_modules

@@ -2,7 +2,7 @@
 records of test_plots (dense 6/6 heads, np_a 4 and np_b 5 heads, dsp 4 heads; sparsity 0.01/0.30/0.20/0.10)."""
 import pytest
 
-from neuroprune_fairseq.tools import plots
+from neuroprune.tools import plots
 
 from .test_plots import records  # noqa: F401  (the fixture)
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from neuroprune_fairseq.tools import plots
+from neuroprune.tools import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LABELS = ["enc0.self", "dec0.self", "dec0.cross"]

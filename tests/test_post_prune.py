@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from neuroprune_fairseq import checkpoint_stats
+from neuroprune import checkpoint_stats
 from neuroprune_fairseq.tools import export, post_prune
 
 from .fairseq_run import PLUGIN_DIR, preprocess, run, train_args, write_toy_corpus

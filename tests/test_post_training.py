@@ -5,11 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from neuroprune_fairseq.core.post_training import (
+from neuroprune.core.post_training import (
     check_pattern, check_sparsity, inverse_hessian_factor, magnitude, parse_pattern, reconstruction_error, sparsegpt,
     spread, wanda,
 )
-from neuroprune_fairseq.core.sparsellm import sparsellm_ffn, update_p, update_z
+from neuroprune.core.sparsellm import sparsellm_ffn, update_p, update_z
 
 
 def correlated_inputs(tokens, width, seed):

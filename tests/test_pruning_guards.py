@@ -4,8 +4,8 @@ import pytest
 import torch
 from fairseq.modules.multihead_attention import MultiheadAttention
 
+from neuroprune.core.heads import resolve_chains
 from neuroprune_fairseq import head_masks
-from neuroprune_fairseq.core.heads import resolve_chains
 
 
 def test_chains_resolve_to_the_head_at_their_end():

@@ -7,9 +7,10 @@ import statistics
 import pytest
 import torch
 
-from neuroprune_fairseq import checkpoint_stats
-from neuroprune_fairseq.core.topology import degree_histogram, neuron_degrees
-from neuroprune_fairseq.tools import evaluate, report
+from neuroprune import checkpoint_stats
+from neuroprune.core.topology import degree_histogram, neuron_degrees
+from neuroprune.tools import report
+from neuroprune_fairseq.tools import evaluate
 
 EMBED, FFN = 4, 3
 HEADS = {"encoder": 2, "decoder": 2}  # head_dim 2

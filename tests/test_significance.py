@@ -4,7 +4,7 @@ import random
 import pytest
 import sacrebleu
 
-from neuroprune_fairseq.tools import significance
+from neuroprune.tools import significance
 
 WORDS = "the a house cat dog runs sleeps on under table red green".split()
 

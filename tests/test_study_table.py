@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from neuroprune_fairseq.tools import study_table
+from neuroprune.tools import study_table
 
 
 def _record(name, method, bleu, heads, budget=None):

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from neuroprune_fairseq.tools import summarize
+from neuroprune.tools import summarize
 
 
 def _record(tmp_path, name, **overrides):

@@ -3,8 +3,8 @@
 pruned checkpoint) resets the counter so that the new run's passes happen."""
 import logging
 
+from neuroprune.state_keys import PRUNED_EPOCH_BUFFER
 from neuroprune_fairseq import head_masks
-from neuroprune_fairseq.head_masks import PRUNED_EPOCH_BUFFER
 
 from .fairseq_run import build_in_process
 

@@ -63,7 +63,7 @@ significance() {  # significance BASE SPARSITY: every method with hypotheses aga
         return
     fi
     step "paired bootstrap of $1 at sparsity $2 against $SIG_BASELINE"
-    "$PYTHON" -m neuroprune_fairseq.tools.significance --refs "$refs" "${systems[@]/#/--system=}" --samples "$SIG_SAMPLES" \
+    "$PYTHON" -m neuroprune.tools.significance --refs "$refs" "${systems[@]/#/--system=}" --samples "$SIG_SAMPLES" \
         --out "$RESULTS_DIR/significance/$1_s$2.json" --overwrite
 }
 
@@ -96,7 +96,7 @@ for base in $BASES; do
         done
     done
     step "plot BLEU vs sparsity for $bname"
-    "$PYTHON" -m neuroprune_fairseq.tools.plots bleu-vs-sparsity "${records[@]}" --out "$RESULTS_DIR/bleu-vs-sparsity-$bname.png" \
+    "$PYTHON" -m neuroprune.tools.plots bleu-vs-sparsity "${records[@]}" --out "$RESULTS_DIR/bleu-vs-sparsity-$bname.png" \
         --title "Post-training pruning of $bname: BLEU vs weight sparsity"$'\n'"$TITLE"
     all+=("${records[@]}")
     mkdir -p "$RESULTS_DIR/significance"
@@ -109,7 +109,7 @@ if [[ -n "$FRONTIER_EXTRA" && -d "$FRONTIER_EXTRA" ]]; then
 fi
 if [[ "$has_dense" == 1 ]]; then
     step "frontier plot with the post-trained runs"
-    "$PYTHON" -m neuroprune_fairseq.tools.plots frontier "${all[@]}" "${extra[@]}" --out "$RESULTS_DIR/frontier.png" --title "$TITLE"
+    "$PYTHON" -m neuroprune.tools.plots frontier "${all[@]}" "${extra[@]}" --out "$RESULTS_DIR/frontier.png" --title "$TITLE"
 else
     echo "post_prune.sh: no base of method dense (the frontier's BLEU reference), so no frontier plot"
 fi

@@ -50,8 +50,7 @@ else
 fi
 
 echo "[2/3] extracting, tokenising, cleaning and splitting into $PREP_DIR"
-# Run as a file, not with -m: importing the package would import fairseq (~3 s).
-"$PYTHON" neuroprune_fairseq/corpus/iwslt14.py --archive "$IWSLT14_ARCHIVE" --out "$PREP_DIR"
+"$PYTHON" -m neuroprune.corpus.iwslt14 --archive "$IWSLT14_ARCHIVE" --out "$PREP_DIR"
 
 if [ "$BINARIZE" = 0 ]; then
     echo "done in $((SECONDS - start)) s (BINARIZE=0: tokenised text only, in $PREP_DIR)"

@@ -112,7 +112,7 @@ for run in "${RUNS[@]}"; do
     fi
     if has_phase export && { stale "$dir/exported.pt" "$dir/checkpoint_last.pt" || stale "$RESULTS_DIR/reports/$name.json" "$dir/checkpoint_last.pt"; }; then
         step "report and export $name"
-        "$PYTHON" -m neuroprune_fairseq.tools.report --checkpoint "$dir/checkpoint_last.pt" \
+        "$PYTHON" -m neuroprune.tools.report --checkpoint "$dir/checkpoint_last.pt" \
             --out "$RESULTS_DIR/reports/$name.json" --overwrite > /dev/null
         "$PYTHON" -m neuroprune_fairseq.tools.export --checkpoint "$dir/checkpoint_last.pt" --out "$dir/exported.pt" --overwrite
     fi
@@ -128,22 +128,22 @@ done
 if has_phase summary && (( ${#records[@]} > 0 )); then
     step "results table and plots -> $RESULTS_DIR"
     all=("$RESULTS_DIR/records/dense.json" "${records[@]}")
-    "$PYTHON" -m neuroprune_fairseq.tools.study_table "${all[@]}" --bench-dir "$RESULTS_DIR/bench" \
+    "$PYTHON" -m neuroprune.tools.study_table "${all[@]}" --bench-dir "$RESULTS_DIR/bench" \
         --logs-dir "$RESULTS_DIR/logs" --out-tsv "$RESULTS_DIR/results.tsv" --out-md "$RESULTS_DIR/results.md"
     for kind in bleu-vs-heads frontier; do
-        "$PYTHON" -m neuroprune_fairseq.tools.plots "$kind" "${all[@]}" --out "$RESULTS_DIR/$kind.png" --title "$TITLE"
+        "$PYTHON" -m neuroprune.tools.plots "$kind" "${all[@]}" --out "$RESULTS_DIR/$kind.png" --title "$TITLE"
     done
     # records_named NAME...: the records of those runs that exist (the map and histograms compare a few runs)
     records_named() { for n in "$@"; do [[ -f "$RESULTS_DIR/records/$n.json" ]] && echo "$RESULTS_DIR/records/$n.json"; done; true; }
     # shellcheck disable=SC2086
     mapfile -t heads < <(records_named $HEAD_MAP_RUNS)
     if (( ${#heads[@]} > 0 )); then
-        "$PYTHON" -m neuroprune_fairseq.tools.plots head-map "${heads[@]}" --out "$RESULTS_DIR/head-map.png" --title "$TITLE"
+        "$PYTHON" -m neuroprune.tools.plots head-map "${heads[@]}" --out "$RESULTS_DIR/head-map.png" --title "$TITLE"
     fi
     # shellcheck disable=SC2086
     mapfile -t degrees < <(records_named $DEGREE_RUNS)
     if (( ${#degrees[@]} > 0 )); then
-        "$PYTHON" -m neuroprune_fairseq.tools.plots ffn-degrees "${degrees[@]}" --out "$RESULTS_DIR/ffn-degrees.png" --title "$TITLE"
+        "$PYTHON" -m neuroprune.tools.plots ffn-degrees "${degrees[@]}" --out "$RESULTS_DIR/ffn-degrees.png" --title "$TITLE"
     fi
 fi
 echo

@@ -1,1 +1,1 @@
-"""Command-line tools around fairseq runs (evaluation, reports); run with ``python -m``."""
+"""Command-line tools that load fairseq models or run fairseq (evaluation, pruning, export, benchmarks); run with ``python -m``."""

@@ -24,30 +24,26 @@ import time
 
 import torch
 
-from ..checkpoint_stats import parameter_total
+from neuroprune.checkpoint_stats import parameter_total
+from neuroprune.cli import generation_flags, overwrite_flag
+from neuroprune.tools.outputs import prepare_output, require_inputs
+
 from .evaluate import generate_command
-from .outputs import prepare_output
 
 MODELS = ("dense", "masked", "exported")
 TRANSLATED = re.compile(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in ([0-9.]+)s \([0-9.]+ sentences/s, ([0-9.]+) tokens/s\)")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                parents=[generation_flags(), overwrite_flag("replace an existing --out report")])
     p.add_argument("--data-bin", required=True, help="fairseq-preprocess output directory")
     p.add_argument("--dense", required=True, help="unpruned checkpoint (the speed-up baseline)")
     p.add_argument("--masked", required=True, help="pruned checkpoint with head masks and zeroed weights, full size")
     p.add_argument("--exported", required=True, help="--masked after neuroprune_fairseq.tools.export")
     p.add_argument("--out", required=True, help="JSON report to write (refused if it exists, unless --overwrite)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out report")
     p.add_argument("--reps", type=int, default=3, help="runs per model; medians are reported")
-    p.add_argument("--beam", type=int, default=5, help="beam size")
-    p.add_argument("--batch-size", type=int, default=64, help="sentences per generation batch")
-    p.add_argument("--subset", default="test", help="fairseq split to translate")
-    p.add_argument("--cpu", action="store_true", help="generate on CPU even if CUDA is available")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per run (OMP_NUM_THREADS / MKL_NUM_THREADS); 1 gives the steadiest timings on a shared machine")
-    p.add_argument("--max-len-a", type=float, default=1.2, help="fairseq --max-len-a, as in tools.evaluate (stops runaway hypotheses)")
-    p.add_argument("--max-len-b", type=int, default=10, help="fairseq --max-len-b, as in tools.evaluate")
     p.add_argument("--fixed-len", type=int, default=None, help="force every hypothesis to N tokens (fairseq --min-len N --max-len-a 0 --max-len-b N), so all models do equal work")
     return p.parse_args(argv)
 
@@ -106,9 +102,7 @@ def table(models: dict) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    for flag in ("data_bin",) + MODELS:
-        if not os.path.exists(getattr(args, flag)):
-            raise SystemExit(f"--{flag.replace('_', '-')}: {getattr(args, flag)} does not exist")
+    require_inputs(*((getattr(args, flag), "--" + flag.replace("_", "-")) for flag in ("data_bin",) + MODELS))
     for flag in ("reps", "threads", "fixed_len"):
         value = getattr(args, flag)
         if value is not None and value < 1:

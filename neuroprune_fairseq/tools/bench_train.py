@@ -14,7 +14,6 @@ Goals to report against: NeuroPrune >= 0.95x plain; a pass < 1 % of an epoch.
 import argparse
 import copy
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -22,18 +21,19 @@ import sys
 import time
 from pathlib import Path
 
-from .outputs import prepare_output
+from neuroprune.cli import cpu_flag, overwrite_flag
+from neuroprune.tools.outputs import prepare_output, require_inputs
 
 PLUGIN_DIR = str(Path(__file__).resolve().parents[1])
 INNER = re.compile(r"train_inner \| epoch \d+:\s+\d+ / (\d+) .*?wps=([0-9.]+), ups=([0-9.]+)")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                parents=[overwrite_flag("replace an existing --out report"), cpu_flag("train")])
     p.add_argument("--data-bin", required=True, help="fairseq-preprocess output directory (de-en)")
     p.add_argument("--pretrained", required=True, help="checkpoint every configuration starts from (--finetune-from-model)")
     p.add_argument("--out", required=True, help="JSON report to write (refused if it exists, unless --overwrite)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out report")
     p.add_argument("--updates", type=int, default=60, help="updates per run")
     p.add_argument("--log-interval", type=int, default=10, help="updates per logged wps value")
     p.add_argument("--reps", type=int, default=2, help="runs per configuration")
@@ -44,7 +44,6 @@ def parse_args(argv=None):
     p.add_argument("--model-args", default="--arch neuroprune_iwslt_de_en_narrow --share-all-embeddings "
                    "--encoder-normalize-before --decoder-normalize-before --max-tokens 2048",
                    help="fairseq-train flags shared by every configuration (architecture, batch)")
-    p.add_argument("--cpu", action="store_true", help="train on CPU even if CUDA is available")
     return p.parse_args(argv)
 
 
@@ -97,9 +96,7 @@ def time_elimination(pretrained: str, theta: float, reps: int = 5) -> float:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    for path, flag in ((args.data_bin, "--data-bin"), (args.pretrained, "--pretrained")):
-        if not os.path.exists(path):
-            raise SystemExit(f"{flag}: {path} does not exist")
+    require_inputs((args.data_bin, "--data-bin"), (args.pretrained, "--pretrained"))
     if args.updates < 2 * args.log_interval or args.reps < 1:
         raise SystemExit(f"--updates must be >= 2 x --log-interval and --reps >= 1, got {args.updates}, {args.log_interval}, {args.reps}")
     out = prepare_output(args.out, "--out", args.overwrite)

@@ -23,39 +23,34 @@ from pathlib import Path
 
 import sacrebleu
 
-from .. import checkpoint_stats
-from .outputs import prepare_output, require_inputs
+from neuroprune import checkpoint_stats
+from neuroprune.cli import eps_flag, generation_flags, overwrite_flag
+from neuroprune.tools.outputs import prepare_output, require_inputs
 
 PLUGIN_DIR = str(Path(__file__).resolve().parents[1])
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[
+        generation_flags(), overwrite_flag("replace an existing --out record"),
+        eps_flag("|w| below this counts as zero in the sparsity figures")])
     p.add_argument("--checkpoint", required=True, help="fairseq checkpoint (.pt) to evaluate")
     p.add_argument("--data-bin", required=True, help="fairseq-preprocess output directory")
     p.add_argument("--out", required=True, help="JSON record to write (refused if it exists, unless --overwrite)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out record")
     p.add_argument("--name", default=None, help="run name stored in the record (default: checkpoint's folder)")
     p.add_argument("--method", default="unknown", help="method label stored in the record (dense, neuroprune, dsp, ...)")
     p.add_argument("--budget", type=int, default=None, help="head budget the run was asked for, stored in the record (default: none)")
-    p.add_argument("--subset", default="test", help="fairseq split to translate")
-    p.add_argument("--beam", type=int, default=5, help="beam size")
-    p.add_argument("--batch-size", type=int, default=64, help="sentences per generation batch")
-    p.add_argument("--max-len-a", type=float, default=1.2, help="fairseq --max-len-a (stops runaway hypotheses)")
-    p.add_argument("--max-len-b", type=int, default=10, help="fairseq --max-len-b")
     p.add_argument("--max-pieces", type=int, default=0,
                    help="also score the sentences with at most this many pieces on both sides (0: whole split only)")
-    p.add_argument("--eps", type=float, default=1e-4, help="|w| below this counts as zero in the sparsity figures")
     p.add_argument("--text-out", default=None,
                    help="also write the hypotheses to TEXT_OUT.hyp and the references to TEXT_OUT.ref, one sentence per line "
                         "in sentence order (for tools.significance)")
-    p.add_argument("--cpu", action="store_true", help="generate on CPU even if CUDA is available")
     return p.parse_args(argv)
 
 
 def generate_command(args, checkpoint: str) -> list:
     """The fairseq-generate command for ``checkpoint`` under ``args``' generation settings (data_bin,
-    subset, beam, batch_size, max_len_a, max_len_b, cpu); every sentence is kept."""
+    subset, beam, batch_size, max_len_a, max_len_b, cpu: :func:`neuroprune.cli.generation_flags`); every sentence is kept."""
     return [
         sys.executable, "-m", "fairseq_cli.generate", args.data_bin, "--user-dir", PLUGIN_DIR, "--task", "neuroprune_translation",
         "--path", checkpoint, "--gen-subset", args.subset, "--beam", str(args.beam),
@@ -124,11 +119,15 @@ def length_subset_scores(hyps, refs, src_pieces, tgt_pieces, max_pieces: int) ->
 
 def checkpoint_record(path: str, eps: float) -> dict:
     """Head, sparsity and parameter figures of a checkpoint's model state, with its full topology report
-    (head masks, sparsity per matrix type, FFN degree histogram, penalties) under ``topology``."""
+    (head masks, sparsity per matrix type, FFN degree histogram, penalties) under ``topology``, and the
+    training seed and update count the checkpoint was saved with (None where it holds none)."""
     ckpt = checkpoint_stats.load_checkpoint(path)
     state = ckpt["model"]
     topology = checkpoint_stats.topology(state, checkpoint_stats.architecture_heads(ckpt), eps)
+    history = ckpt.get("optimizer_history") or [{}]
     return {
+        "seed": ((ckpt.get("cfg") or {}).get("common") or {}).get("seed"),
+        "num_updates": history[-1].get("num_updates"),
         "heads_kept": topology["heads_kept"],
         "heads_total": topology["heads_total"],
         "heads_per_module": topology["heads_per_module"],

@@ -16,24 +16,26 @@ import torch
 from fairseq import checkpoint_utils
 from omegaconf import OmegaConf
 
+from neuroprune.checkpoint_stats import attention_module_names, parameter_total
+from neuroprune.cli import eps_flag, exit_on_value_error, overwrite_flag
+from neuroprune.state_keys import short_name
+from neuroprune.tools.outputs import prepare_output, require_inputs
+
 from .. import shrink_checkpoint as sc
-from ..checkpoint_stats import attention_module_names, parameter_total
-from ..model_parts import short_name
-from .outputs import prepare_output
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[
+        eps_flag("an FFN unit is removed when all its fc1-row and fc2-column weights have |w| below this"),
+        overwrite_flag("replace an existing --out file")])
     p.add_argument("--checkpoint", required=True, help="fairseq transformer checkpoint (.pt) with head masks and/or near-zero FFN weights")
     p.add_argument("--out", required=True, help="exported checkpoint to write (refused if it exists, unless --overwrite)")
-    p.add_argument("--eps", type=float, default=1e-4, help="an FFN unit is removed when all its fc1-row and fc2-column weights have |w| below this")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     return p.parse_args(argv)
 
 
 def load(path: str) -> dict:
     """The checkpoint as fairseq reads it (legacy ``args`` upgraded to ``cfg``), cfg as plain containers;
-    ``SystemExit`` naming ``path`` when it is not a fairseq transformer checkpoint."""
+    ``ValueError`` naming ``path`` when it is not a fairseq transformer checkpoint."""
     try:
         with warnings.catch_warnings():  # torch's note that the plugin's TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is in effect
             warnings.filterwarnings("ignore", message="Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
@@ -41,9 +43,9 @@ def load(path: str) -> dict:
         ckpt["cfg"] = OmegaConf.to_container(ckpt["cfg"], resolve=True, enum_to_str=True)
         model_args = sc.transformer_args(ckpt["cfg"])
     except Exception as e:  # torch.load / fairseq's upgrade raise many types for foreign files
-        raise SystemExit(f"--checkpoint: {path} is not a fairseq transformer checkpoint ({type(e).__name__}: {e})")
+        raise ValueError(f"{path} is not a fairseq transformer checkpoint ({type(e).__name__}: {e})") from e
     if not attention_module_names(ckpt.get("model") or {}):
-        raise SystemExit(f"--checkpoint: {path} is not a fairseq transformer checkpoint (no attention weights in its model state)")
+        raise ValueError(f"{path} is not a fairseq transformer checkpoint (no attention weights in its model state)")
     ckpt["cfg"]["model"] = model_args
     return ckpt
 
@@ -62,17 +64,15 @@ def summary(before: sc.Shapes, after: sc.Shapes, params: tuple, sizes: tuple, dr
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if not os.path.isfile(args.checkpoint):
-        raise SystemExit(f"--checkpoint: {args.checkpoint} does not exist")
+    require_inputs((args.checkpoint, "--checkpoint"))
     if args.eps <= 0:
         raise SystemExit(f"--eps must be > 0, got {args.eps}")
     out = prepare_output(args.out, "--out", args.overwrite)
-    ckpt = load(args.checkpoint)
+    with exit_on_value_error("--checkpoint: "):
+        ckpt = load(args.checkpoint)
     model_args, state = ckpt["cfg"]["model"], ckpt["model"]
-    try:
+    with exit_on_value_error(f"--checkpoint: {args.checkpoint}: "):
         shrunk = sc.shrink_state(state, model_args, args.eps)
-    except ValueError as e:
-        raise SystemExit(f"--checkpoint: {args.checkpoint}: {e}")
     before, after = sc.model_shapes(state, model_args), sc.model_shapes(shrunk, model_args)
     ckpt["cfg"]["model"] = sc.exported_args(model_args, after)
     ckpt.update(model=shrunk, args=None)

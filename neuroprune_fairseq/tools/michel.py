@@ -18,28 +18,31 @@ from pathlib import Path
 
 import torch
 
-from .. import checkpoint_stats, head_masks
-from ..core.importance import head_gate_gradient, iterative_targets, normalize_per_module
-from ..core.selection import keep_top_k, module_slices
-from ..model_parts import attention_modules, short_name
+from neuroprune import checkpoint_stats
+from neuroprune.cli import cpu_flag, overwrite_flag
+from neuroprune.core.importance import head_gate_gradient, iterative_targets, normalize_per_module
+from neuroprune.core.selection import keep_top_k, module_slices
+from neuroprune.state_keys import short_name
+from neuroprune.tools.outputs import prepare_output, require_inputs
+
+from .. import head_masks
+from ..model_parts import attention_modules
 from .checkpoints import load_model, save_model_state
-from .outputs import prepare_output, require_inputs
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                parents=[overwrite_flag("replace an existing --out"), cpu_flag("score")])
     p.add_argument("--checkpoint", required=True, help="fairseq checkpoint to prune (usually the dense pretrained one)")
     p.add_argument("--data-bin", required=True, help="fairseq-preprocess output directory with the scoring split")
     p.add_argument("--heads", type=int, required=True, help="heads to keep in total (K)")
     p.add_argument("--out", required=True, help="pruned checkpoint to write (refused if it exists, unless --overwrite)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--steps", type=int, default=1, help="pruning rounds; >1 re-scores the pruned model before each round")
     p.add_argument("--normalize-per-module", action="store_true", help="divide each module's scores by their l2 norm (Michel et al.'s per-layer normalisation)")
     p.add_argument("--subset", default="valid", help="split whose loss gradients score the heads")
     p.add_argument("--max-tokens", type=int, default=4096, help="tokens per scoring batch")
     p.add_argument("--max-batches", type=int, default=0, help="score on at most this many batches (0 = the whole split)")
     p.add_argument("--scores-json", default=None, help="also write each round's importance scores per module to this JSON file")
-    p.add_argument("--cpu", action="store_true", help="score on CPU even if CUDA is available")
     return p.parse_args(argv)
 
 

@@ -22,11 +22,14 @@ import json
 import time
 from pathlib import Path
 
-from .. import checkpoint_stats, head_masks
+from neuroprune import checkpoint_stats
+from neuroprune.cli import cpu_flag, overwrite_flag
+from neuroprune.tools.outputs import prepare_output, require_inputs
+
+from .. import head_masks
 from ..calibration import calibration_batches, head_output_stats
 from . import evaluate, michel
 from .checkpoints import load_model, save_model_state
-from .outputs import prepare_output, require_inputs
 
 TABLE_COLUMNS = ("variant", "budget", "heads_kept", "bleu", "pass_seconds", "calibration_seconds")
 
@@ -45,7 +48,8 @@ def parse_variant(spec: str, ridge: float):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                parents=[overwrite_flag("redo records that exist"), cpu_flag("prune and generate")])
     p.add_argument("--checkpoint", required=True, help="fairseq checkpoint to prune (usually the dense pretrained one)")
     p.add_argument("--data-bin", required=True, help="fairseq-preprocess output directory")
     p.add_argument("--out-dir", required=True, help="folder for checkpoints/, records/ and one_shot.tsv")
@@ -59,8 +63,6 @@ def parse_args(argv=None):
     p.add_argument("--ridge", type=float, default=0.01, help="ridge of the data-aware fits (as --np-fold-ridge)")
     p.add_argument("--beam", type=int, default=5, help="beam size of the evaluation")
     p.add_argument("--max-pieces", type=int, default=0, help="also score the sentences with at most this many pieces (as tools.evaluate)")
-    p.add_argument("--overwrite", action="store_true", help="redo records that exist")
-    p.add_argument("--cpu", action="store_true", help="prune and generate on CPU even if CUDA is available")
     return p.parse_args(argv)
 
 

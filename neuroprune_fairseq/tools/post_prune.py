@@ -27,14 +27,17 @@ from typing import Tuple
 
 import torch
 
-from .. import checkpoint_stats, head_masks
+from neuroprune import checkpoint_stats
+from neuroprune.cli import cpu_flag, overwrite_flag
+from neuroprune.core.post_training import parse_pattern
+from neuroprune.tools.outputs import prepare_output
+
+from .. import head_masks
 from ..calibration import calibration_batches
-from ..core.post_training import parse_pattern
 from ..post_pruning import (
     KINDS, METHODS, Settings, calibration_tokens, check_pattern_fits, check_relu_ffns, check_sparsellm_tokens, prune_model,
 )
 from .checkpoints import load_model, save_model_state
-from .outputs import prepare_output
 
 # method-specific options: default value, methods that use it
 SPECIFIC = {"iterations": (4, {"sparsellm"}), "block_size": (128, {"sparsegpt", "sparsellm"}),
@@ -42,7 +45,8 @@ SPECIFIC = {"iterations": (4, {"sparsellm"}), "block_size": (128, {"sparsegpt", 
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                parents=[overwrite_flag("replace an existing --out and --record"), cpu_flag("run")])
     p.add_argument("--checkpoint", required=True, help="fairseq checkpoint to prune (dense, head-masked or exported)")
     p.add_argument("--data-bin", required=True, help="fairseq-preprocess output directory with the calibration split")
     p.add_argument("--method", required=True, choices=METHODS, help="how the weights to zero are chosen (and the rest updated)")
@@ -50,7 +54,6 @@ def parse_args(argv=None):
     p.add_argument("--pattern", default=None, help="N:M: zero N of every M consecutive inputs of each row instead (sparsity N/M)")
     p.add_argument("--out", required=True, help="pruned checkpoint to write (refused if it exists, unless --overwrite)")
     p.add_argument("--record", default=None, help="JSON record to write (default: --out with the suffix .json)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out and --record")
     p.add_argument("--calib-sentences", type=int, default=256, help="calibration sentences (not read by magnitude)")
     p.add_argument("--subset", default="train", help="split the calibration sentences are drawn from")
     p.add_argument("--seed", type=int, default=1, help="seed of the calibration sentences' random choice")
@@ -64,7 +67,6 @@ def parse_args(argv=None):
                    help="sparsegpt/sparsellm: columns whose mask is chosen together (default 128, or the next multiple of a pattern's M)")
     p.add_argument("--damp", type=float, default=None,
                    help="sparsegpt/sparsellm: Hessian dampening as a share of its mean diagonal (default 0.01)")
-    p.add_argument("--cpu", action="store_true", help="run on CPU even if CUDA is available")
     return p.parse_args(argv)
 
 

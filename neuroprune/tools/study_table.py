@@ -1,7 +1,7 @@
 """The comparison study's results table from its files: evaluation records, benchmark reports, train logs.
 
 Usage:
-    python -m neuroprune_fairseq.tools.study_table RECORD.json [...] --bench-dir DIR --logs-dir DIR \
+    python -m neuroprune.tools.study_table RECORD.json [...] --bench-dir DIR --logs-dir DIR \
         --out-tsv results.tsv --out-md results.md
 
 For a record named NAME, ``DIR/NAME.json`` in --bench-dir is its inference benchmark (tools.bench_generate)
@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+from ..cli import exit_on_value_error
 from .outputs import prepare_output
 from .records import load_records
 
@@ -36,7 +37,7 @@ def bench_figures(path: Path):
         exported = json.loads(path.read_text())["models"]["exported"]
         return exported["params"], exported["speedup_generate"]
     except (json.JSONDecodeError, KeyError) as err:
-        raise SystemExit(f"{path}: not a benchmark report of tools.bench_generate ({err})")
+        raise ValueError(f"{path}: not a benchmark report of tools.bench_generate ({err})") from err
 
 
 def rows(records, bench_dir: Path, logs_dir: Path):
@@ -61,11 +62,9 @@ def main(argv=None):
     p.add_argument("--out-tsv", required=True, help="table as tab-separated values")
     p.add_argument("--out-md", required=True, help="table as markdown, with the BLEU signature under it")
     args = p.parse_args(argv)
-    try:
+    with exit_on_value_error("study_table: "):
         records = load_records(args.records)
-    except ValueError as err:
-        raise SystemExit(f"study_table: {err}")
-    table = rows(records, Path(args.bench_dir), Path(args.logs_dir))
+        table = rows(records, Path(args.bench_dir), Path(args.logs_dir))
     prepare_output(args.out_tsv, "--out-tsv").write_text("\n".join("\t".join(r) for r in [COLUMNS, *table]) + "\n")
     signatures = sorted({r.get("bleu_signature", "?") for r in records})
     md = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)] + ["| " + " | ".join(r) + " |" for r in table]

@@ -2,9 +2,9 @@
 
 Usage::
 
-    python -m neuroprune_fairseq.corpus.spm_tool train --inputs train.de train.en \\
+    python -m neuroprune.corpus.spm_tool train --inputs train.de train.en \\
         --model-prefix spm/spm --vocab-size 8000
-    python -m neuroprune_fairseq.corpus.spm_tool encode --model spm/spm.model \\
+    python -m neuroprune.corpus.spm_tool encode --model spm/spm.model \\
         --src train.de --tgt train.en --out-prefix spm/train --src-lang de --tgt-lang en \\
         [--max-pieces 40 --report spm/train_length_filter.json]
 
@@ -15,15 +15,12 @@ more than N pieces are dropped; the counts always go to the ``--report`` JSON.
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import sentencepiece as spm
 
-
-class SpmError(Exception):
-    """Bad input: the message names the flag or file and what is expected."""
+from ..cli import at_least, exit_on_value_error
 
 
 def read_lines(path: Path, flag: str) -> List[str]:
@@ -32,7 +29,7 @@ def read_lines(path: Path, flag: str) -> List[str]:
     Lines are split like fairseq reads them (universal newlines), so counts agree.
     """
     if not path.is_file():
-        raise SpmError(f"{flag} {path}: no such file")
+        raise ValueError(f"{flag} {path}: no such file")
     with open(path, encoding="utf-8") as handle:
         return [line.rstrip("\n") for line in handle]
 
@@ -41,7 +38,7 @@ def train(inputs: Sequence[Path], model_prefix: Path, vocab_size: int) -> Path:
     """Train a BPE model on all lines of ``inputs``; return the ``.model`` path."""
     for path in inputs:
         if not read_lines(path, "--inputs"):
-            raise SpmError(f"--inputs {path}: file is empty; expected training sentences")
+            raise ValueError(f"--inputs {path}: file is empty; expected training sentences")
     model_prefix.parent.mkdir(parents=True, exist_ok=True)
     try:
         spm.SentencePieceTrainer.train(
@@ -50,7 +47,7 @@ def train(inputs: Sequence[Path], model_prefix: Path, vocab_size: int) -> Path:
             input_sentence_size=10_000_000, shuffle_input_sentence=True, num_threads=2,
             minloglevel=2)
     except RuntimeError as error:
-        raise SpmError(f"--vocab-size {vocab_size}: sentencepiece training failed: {error}") from error
+        raise ValueError(f"--vocab-size {vocab_size}: sentencepiece training failed: {error}") from error
     return model_prefix.with_name(model_prefix.name + ".model")
 
 
@@ -58,11 +55,11 @@ def encode(model: Path, src: Path, tgt: Path, out_prefix: Path, src_lang: str, t
            max_pieces: int = 0, report: Optional[Path] = None) -> dict:
     """Encode a parallel file pair, optionally dropping over-long pairs; return the counts."""
     if not model.is_file():
-        raise SpmError(f"--model {model}: no such sentencepiece model; train it first "
-                       "with `python -m neuroprune_fairseq.corpus.spm_tool train`")
+        raise ValueError(f"--model {model}: no such sentencepiece model; train it first "
+                       "with `python -m neuroprune.corpus.spm_tool train`")
     src_lines, tgt_lines = read_lines(src, "--src"), read_lines(tgt, "--tgt")
     if len(src_lines) != len(tgt_lines):
-        raise SpmError(f"--src {src} has {len(src_lines)} lines but --tgt {tgt} has "
+        raise ValueError(f"--src {src} has {len(src_lines)} lines but --tgt {tgt} has "
                        f"{len(tgt_lines)}; the two sides must be line-aligned")
     processor = spm.SentencePieceProcessor(model_file=str(model))
     src_pieces = processor.encode(src_lines, out_type=str)
@@ -82,22 +79,6 @@ def encode(model: Path, src: Path, tgt: Path, out_prefix: Path, src_lang: str, t
     return counts
 
 
-def _positive(value: str) -> int:
-    """argparse type for --vocab-size."""
-    number = int(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return number
-
-
-def _non_negative(value: str) -> int:
-    """argparse type for --max-pieces."""
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return number
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Command-line flags of the ``train`` and ``encode`` sub-commands."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -105,7 +86,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     train_cmd = commands.add_parser("train", help="train a joint BPE model")
     train_cmd.add_argument("--inputs", type=Path, nargs="+", required=True, help="training text files")
     train_cmd.add_argument("--model-prefix", type=Path, required=True, help="writes PREFIX.model/.vocab")
-    train_cmd.add_argument("--vocab-size", type=_positive, default=8000, help="default 8000")
+    train_cmd.add_argument("--vocab-size", type=at_least(1), default=8000, help="default 8000")
     encode_cmd = commands.add_parser("encode", help="apply a model to a parallel file pair")
     encode_cmd.add_argument("--model", type=Path, required=True, help="sentencepiece .model file")
     encode_cmd.add_argument("--src", type=Path, required=True, help="source-side text")
@@ -113,16 +94,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     encode_cmd.add_argument("--out-prefix", type=Path, required=True, help="writes PREFIX.SRC_LANG/.TGT_LANG")
     encode_cmd.add_argument("--src-lang", default="de", help="default de")
     encode_cmd.add_argument("--tgt-lang", default="en", help="default en")
-    encode_cmd.add_argument("--max-pieces", type=_non_negative, default=0,
+    encode_cmd.add_argument("--max-pieces", type=at_least(0), default=0,
                             help="drop pairs with more pieces on either side (0 = keep all)")
     encode_cmd.add_argument("--report", type=Path, help="JSON file for the kept/dropped counts")
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """CLI entry point: 0 on success, 1 with a message on stderr for bad input."""
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """CLI entry point; bad input exits with status 1 and one line naming the flag or file."""
     args = parse_args(argv)
-    try:
+    with exit_on_value_error():
         if args.command == "train":
             model = train(args.inputs, args.model_prefix, args.vocab_size)
             print(f"trained {model} (vocab {args.vocab_size})")
@@ -131,11 +112,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             args.tgt_lang, args.max_pieces, args.report)
             print(f"encoded {counts['pairs_out']}/{counts['pairs_in']} pairs into {args.out_prefix}.*"
                   f" ({counts['dropped_over_max_pieces']} dropped over --max-pieces {args.max_pieces})")
-    except SpmError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -3,6 +3,8 @@ from typing import Iterable, Tuple
 
 import torch
 
+NEAR_ZERO_EPS = 1e-4  # |w| below this counts as zero: the one default of every --eps / --np-eps
+
 
 def count_near_zero(weights: Iterable[torch.Tensor], eps: float) -> Tuple[int, int]:
     """Entries with ``|w| < eps`` and the total number of entries over several matrices.

@@ -3,8 +3,8 @@
 Sources (unpacked with ``dpkg -x``, see ``scripts/build_offline_corpus.sh``):
 
 * ``libreoffice-help-de`` + ``libreoffice-help-en-us``: help paragraphs paired
-  by (page, id), see :mod:`neuroprune_fairseq.corpus.help_pages`;
-* ``trans-de-en``: Ding example sentences, see :mod:`neuroprune_fairseq.corpus.ding`.
+  by (page, id), see :mod:`neuroprune.corpus.help_pages`;
+* ``trans-de-en``: Ding example sentences, see :mod:`neuroprune.corpus.ding`.
 
 Pairs are normalised (NFC, invisible characters removed, whitespace collapsed),
 filtered (empty side, identical sides, char-length ratio above
@@ -15,20 +15,20 @@ is ``train``.  Every dropped pair is counted in ``corpus_stats.json``.
 
 Usage::
 
-    python -m neuroprune_fairseq.corpus.offline_de_en --extracted DIR --out DIR
+    python -m neuroprune.corpus.offline_de_en --extracted DIR --out DIR
 """
 
 import argparse
 import hashlib
 import json
-import sys
 import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
-from neuroprune_fairseq.corpus.ding import read_ding
-from neuroprune_fairseq.corpus.help_pages import read_help
+from ..cli import at_least, exit_on_value_error
+from .ding import read_ding
+from .help_pages import read_help
 
 # Debian package -> where its data lies inside the unpacked package.
 PACKAGE_DATA = {
@@ -42,10 +42,6 @@ FILTERS = ("empty", "identical", "length_ratio", "duplicate")
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"))
 
 
-class CorpusError(Exception):
-    """Bad input: the message names the flag or path and what is expected."""
-
-
 class Pair(NamedTuple):
     """One sentence pair and the source it came from (``libreoffice`` or ``ding``)."""
 
@@ -57,10 +53,10 @@ class Pair(NamedTuple):
 def locate_packages(extracted: Path) -> Dict[str, Path]:
     """Find each package's data in ``DIR/<package>/...`` or directly in ``DIR/...``."""
     if not extracted.is_dir():
-        raise CorpusError(f"--extracted {extracted}: no such directory; expected the folder "
+        raise ValueError(f"--extracted {extracted}: no such directory; expected the folder "
                           "the .deb packages were unpacked into with dpkg -x")
     if not any(extracted.iterdir()):
-        raise CorpusError(f"--extracted {extracted}: directory is empty; expected "
+        raise ValueError(f"--extracted {extracted}: directory is empty; expected "
                           f"{', '.join(PACKAGE_DATA)} unpacked there with dpkg -x")
     found, missing = {}, []
     for package, relative in PACKAGE_DATA.items():
@@ -70,7 +66,7 @@ def locate_packages(extracted: Path) -> Dict[str, Path]:
             missing.append(f"{package}: expected {candidates[0]} (or {candidates[1]})")
         found[package] = hit
     if missing:
-        raise CorpusError(f"--extracted {extracted}: package data missing:\n  "
+        raise ValueError(f"--extracted {extracted}: package data missing:\n  "
                           + "\n  ".join(missing))
     return found
 
@@ -134,7 +130,7 @@ def build(extracted: Path, out: Path, n_valid: int = 1500, n_test: int = 1500,
     written to corpus_stats.json."""
     unknown = sorted(set(sources) - set(SOURCES))
     if unknown or not sources:
-        raise CorpusError(f"--sources {','.join(sources)}: expected a comma-separated subset of {','.join(SOURCES)}")
+        raise ValueError(f"--sources {','.join(sources)}: expected a comma-separated subset of {','.join(SOURCES)}")
     data = locate_packages(extracted)
     help_pairs, help_counts = read_help(data["libreoffice-help-de"], data["libreoffice-help-en-us"])
     ding_pairs, ding_counts = read_ding(data["trans-de-en"])
@@ -144,11 +140,11 @@ def build(extracted: Path, out: Path, n_valid: int = 1500, n_test: int = 1500,
     dropped = {reason: Counter() for reason in FILTERS}
     kept = filter_pairs(raw, max_len_ratio, dropped)
     if not kept:
-        raise CorpusError(f"--extracted {extracted}: no sentence pairs left after filtering "
+        raise ValueError(f"--extracted {extracted}: no sentence pairs left after filtering "
                           f"({len(raw)} extracted); check the package contents")
     splits = split_pairs(kept, n_valid, n_test, seed)
     if not splits["train"]:
-        raise CorpusError(f"only {len(kept)} pairs after filtering: --valid {n_valid} and "
+        raise ValueError(f"only {len(kept)} pairs after filtering: --valid {n_valid} and "
                           f"--test {n_test} leave no training data")
     out.mkdir(parents=True, exist_ok=True)
     for split, pairs in splits.items():
@@ -170,22 +166,6 @@ def build(extracted: Path, out: Path, n_valid: int = 1500, n_test: int = 1500,
     return stats
 
 
-def _ratio_at_least_one(value: str) -> float:
-    """argparse type for --max-len-ratio."""
-    ratio = float(value)
-    if ratio < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return ratio
-
-
-def _non_negative(value: str) -> int:
-    """argparse type for --valid/--test."""
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return number
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Command-line flags; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -193,30 +173,26 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="folder holding the dpkg -x unpacked packages (one sub-folder per package)")
     parser.add_argument("--out", type=Path, required=True, help="output folder for {train,valid,test}.{de,en}")
     group_note = "; whole source-sentence groups, so it can come out a few pairs larger"
-    parser.add_argument("--valid", type=_non_negative, default=1500, help=f"valid pairs (default 1500{group_note})")
-    parser.add_argument("--test", type=_non_negative, default=1500, help=f"test pairs (default 1500{group_note})")
+    parser.add_argument("--valid", type=at_least(0), default=1500, help=f"valid pairs (default 1500{group_note})")
+    parser.add_argument("--test", type=at_least(0), default=1500, help=f"test pairs (default 1500{group_note})")
     parser.add_argument("--seed", type=int, default=1, help="seed of the split hash (default 1)")
-    parser.add_argument("--max-len-ratio", type=_ratio_at_least_one, default=3.0,
+    parser.add_argument("--max-len-ratio", type=at_least(1, float), default=3.0,
                         help="drop pairs whose char lengths differ by more than this factor (default 3)")
     parser.add_argument("--sources", default=",".join(SOURCES),
                         help=f"comma-separated sources to include (default {','.join(SOURCES)})")
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """CLI entry point: 0 on success, 1 with a message on stderr for bad input."""
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """CLI entry point; bad input exits with status 1 and one line naming the flag or folder."""
     args = parse_args(argv)
-    try:
+    with exit_on_value_error():
         stats = build(args.extracted, args.out, args.valid, args.test, args.seed, args.max_len_ratio,
                       args.sources.split(","))
-    except CorpusError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
     sizes = ", ".join(f"{split} {info['pairs']}" for split, info in stats["splits"].items())
     print(f"wrote {stats['total_pairs']} pairs to {args.out} ({sizes}); "
           f"details in {args.out / 'corpus_stats.json'}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -2,7 +2,7 @@
 matched BLEU, maps of removed heads and FFN degree histograms.
 
 Usage:
-    python -m neuroprune_fairseq.tools.plots KIND RECORD.json [RECORD.json ...] --out PLOT.png \
+    python -m neuroprune.tools.plots KIND RECORD.json [RECORD.json ...] --out PLOT.png \
         [--title TITLE] [--bleu-tolerance 1.0]
 
 KIND is one of bleu-vs-heads, bleu-vs-sparsity, frontier, head-map, ffn-degrees. Every number comes from the records
@@ -14,6 +14,7 @@ import zlib
 from collections import defaultdict
 from typing import Dict, List
 
+from ..cli import exit_on_value_error
 from .outputs import prepare_output
 from .records import load_records
 
@@ -207,11 +208,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
+    with exit_on_value_error("plots: "):
         records = load_records(args.records, NEEDS[args.kind])
         check_records(args.kind, records, args.records)
-    except ValueError as err:
-        raise SystemExit(f"plots: {err}")
     out = prepare_output(args.out, "--out")
     plt = pyplot()
     fig = DRAW[args.kind](plt, records, args)

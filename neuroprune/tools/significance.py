@@ -1,7 +1,7 @@
 """Paired bootstrap resampling (sacrebleu's own) between translation systems on the same references.
 
 Usage:
-    python -m neuroprune_fairseq.tools.significance --refs test.ref \
+    python -m neuroprune.tools.significance --refs test.ref \
         --system michel=michel_s1.hyp,michel_s2.hyp --system neuroprune=np_s1.hyp,np_s2.hyp [--samples 1000] [--out sig.json]
 
 The first ``--system`` is the baseline; every other system is compared with it. A system made of several
@@ -15,13 +15,13 @@ import json
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from .outputs import prepare_output
+from ..cli import exit_on_value_error, overwrite_flag
+from .outputs import prepare_output, require_inputs
 
 
 def read_lines(path: str, flag: str) -> List[str]:
     """The lines of ``path`` (without newlines); a missing file is refused naming ``flag``."""
-    if not Path(path).is_file():
-        raise SystemExit(f"{flag}: {path} does not exist")
+    require_inputs((path, flag))
     return Path(path).read_text().splitlines()
 
 
@@ -50,18 +50,17 @@ def parse_system(spec: str):
     """``NAME=FILE[,FILE...]`` -> (name, files)."""
     name, sep, files = spec.partition("=")
     if not sep or not name or not files:
-        raise SystemExit(f"--system: '{spec}' is not NAME=FILE[,FILE...]")
+        raise ValueError(f"--system: '{spec}' is not NAME=FILE[,FILE...]")
     return name, files.split(",")
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[overwrite_flag("replace an existing --out file")])
     p.add_argument("--refs", required=True, help="reference file, one sentence per line (tools.evaluate --text-out's .ref)")
     p.add_argument("--system", action="append", required=True,
                    help="NAME=FILE[,FILE...]: a system's hypothesis files (one per seed); the first --system is the baseline")
     p.add_argument("--samples", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--out", default=None, help="JSON file to write the comparison to")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = p.parse_args(argv)
     if len(args.system) < 2:
         raise SystemExit("--system: give a baseline and at least one system to compare with it")
@@ -69,7 +68,8 @@ def main(argv=None):
         raise SystemExit(f"--samples must be >= 1, got {args.samples}")
     out = prepare_output(args.out, "--out", args.overwrite) if args.out else None
     refs = read_lines(args.refs, "--refs")
-    specs = [parse_system(s) for s in args.system]
+    with exit_on_value_error():
+        specs = [parse_system(s) for s in args.system]
     counts = {len(files) for _, files in specs}
     if len(counts) != 1:
         raise SystemExit(f"--system: every system needs the same number of hypothesis files, got {sorted(counts)}")

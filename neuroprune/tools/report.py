@@ -2,7 +2,7 @@
 FFN neuron degrees and the regularizers R_attn / R_mlp, printed and written as JSON.
 
 Usage:
-    python -m neuroprune_fairseq.tools.report --checkpoint CKPT --out REPORT.json [--eps 1e-4] [--overwrite]
+    python -m neuroprune.tools.report --checkpoint CKPT --out REPORT.json [--eps 1e-4] [--overwrite]
 
 Masked heads count as removed (their weights are zeroed before counting), so a checkpoint that stores a
 mask over non-zero weights (DSP) reads like one whose masked weights are zero. Exported (physically
@@ -11,18 +11,17 @@ were removed is no longer recorded.
 """
 import argparse
 import json
-import os
 
 from .. import checkpoint_stats
-from .outputs import prepare_output
+from ..cli import eps_flag, exit_on_value_error, overwrite_flag
+from .outputs import prepare_output, require_inputs
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[
+        overwrite_flag("replace an existing --out report"), eps_flag("|w| below this counts as zero (sparsity, degrees, R_mlp)")])
     p.add_argument("--checkpoint", required=True, help="fairseq checkpoint (.pt) to describe")
     p.add_argument("--out", required=True, help="JSON report to write (refused if it exists, unless --overwrite)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out report")
-    p.add_argument("--eps", type=float, default=1e-4, help="|w| below this counts as zero (sparsity, degrees, R_mlp)")
     return p.parse_args(argv)
 
 
@@ -50,15 +49,12 @@ def summary(report: dict) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
-    if not os.path.isfile(args.checkpoint):
-        raise SystemExit(f"--checkpoint: {args.checkpoint} does not exist")
+    require_inputs((args.checkpoint, "--checkpoint"))
     out = prepare_output(args.out, "--out", overwrite=args.overwrite)
-    try:
+    with exit_on_value_error("--checkpoint: "):
         ckpt = checkpoint_stats.load_checkpoint(args.checkpoint)
         heads = checkpoint_stats.architecture_heads(ckpt)
         report = {"checkpoint": args.checkpoint, **checkpoint_stats.topology(ckpt["model"], heads, args.eps)}
-    except ValueError as err:
-        raise SystemExit(f"--checkpoint: {err}")
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(summary(report))
     print(f"report written to {out}")

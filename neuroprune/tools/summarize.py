@@ -1,7 +1,7 @@
 """Summarize evaluation records: a results JSON, a PNG (BLEU and heads kept per model) and a table.
 
 Usage:
-    python -m neuroprune_fairseq.tools.summarize RECORD.json [RECORD.json ...] --out-json results.json \
+    python -m neuroprune.tools.summarize RECORD.json [RECORD.json ...] --out-json results.json \
         --out-png results.png [--title TITLE]
 """
 import argparse
@@ -9,6 +9,7 @@ import json
 import logging
 from pathlib import Path
 
+from ..cli import exit_on_value_error
 from .outputs import prepare_output
 from .records import load_records
 
@@ -80,10 +81,8 @@ def main(argv=None):
     p.add_argument("--out-png", required=True, help="PNG plot to write")
     p.add_argument("--title", default="NeuroPrune on the offline German-English corpus", help="plot title")
     args = p.parse_args(argv)
-    try:
+    with exit_on_value_error("summarize: "):
         records = load_records(args.records)
-    except ValueError as err:
-        raise SystemExit(f"summarize: {err}")
     prepare_output(args.out_json, "--out-json")
     prepare_output(args.out_png, "--out-png")
     Path(args.out_json).write_text(json.dumps(records, indent=2) + "\n")

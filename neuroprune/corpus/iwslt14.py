@@ -16,19 +16,20 @@ token ratio <= 1.5), then everything is lowercased; every 23rd train line is
 
 Usage::
 
-    python -m neuroprune_fairseq.corpus.iwslt14 --archive de-en.tgz --out DIR
+    python -m neuroprune.corpus.iwslt14 --archive de-en.tgz --out DIR
 """
 
 import argparse
 import json
 import re
-import sys
 import tarfile
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from sacremoses import MosesTokenizer
+
+from ..cli import exit_on_value_error
 
 LANGS = ("de", "en")
 TRAIN_MEMBER = "de-en/train.tags.de-en.{lang}"
@@ -40,10 +41,6 @@ MIN_TOKENS, MAX_TOKENS, MAX_RATIO = 1, 175, 1.5
 METADATA = re.compile(r"^\s*</?(url|talkid|keywords|speaker|reviewer|translator|doc)\b")
 KEPT_TAGS = re.compile(r"</?(title|description)>")
 SEGMENT = re.compile(r"<seg id=\"?\d+\"?>\s*(.*?)\s*</seg>")
-
-
-class PrepareError(Exception):
-    """Bad input: the message names the flag or archive member and what is expected."""
 
 
 def read_member(archive: tarfile.TarFile, path: Path, name: str) -> List[str]:
@@ -59,7 +56,7 @@ def read_member(archive: tarfile.TarFile, path: Path, name: str) -> List[str]:
         if handle is not None:
             text = handle.read().decode("utf-8").removesuffix("\n")
             return [line.rstrip("\r") for line in text.split("\n")] if text else []
-    raise PrepareError(f"--archive {path}: member {name} not found; expected the IWSLT14 "
+    raise ValueError(f"--archive {path}: member {name} not found; expected the IWSLT14 "
                        "de-en.tgz layout (de-en/train.tags.de-en.de, de-en/IWSLT14.TED.*.xml, ...)")
 
 
@@ -94,11 +91,11 @@ def clean_reason(de: List[str], en: List[str]) -> Optional[str]:
 def prepare(archive_path: Path, out: Path) -> dict:
     """Write {train,valid,test}.{de,en} into ``out`` and return the counts."""
     if not archive_path.is_file():
-        raise PrepareError(f"--archive {archive_path}: no such file; expected the IWSLT14 de-en.tgz")
+        raise ValueError(f"--archive {archive_path}: no such file; expected the IWSLT14 de-en.tgz")
     try:
         archive = tarfile.open(archive_path, "r:*")
     except tarfile.TarError as error:
-        raise PrepareError(f"--archive {archive_path}: not a readable tar archive ({error})") from error
+        raise ValueError(f"--archive {archive_path}: not a readable tar archive ({error})") from error
     tokenizers = {lang: MosesTokenizer(lang=lang) for lang in LANGS}
 
     def tokenize(lang: str, text: str) -> List[str]:
@@ -112,7 +109,7 @@ def prepare(archive_path: Path, out: Path) -> dict:
                                                       TEST_MEMBER.format(name=name, lang=lang)))
                            for lang in LANGS} for name in TEST_SETS}
     if len(raw["de"]) != len(raw["en"]):
-        raise PrepareError(f"--archive {archive_path}: train.tags de/en have {len(raw['de'])} and "
+        raise ValueError(f"--archive {archive_path}: train.tags de/en have {len(raw['de'])} and "
                            f"{len(raw['en'])} text lines after removing metadata; expected aligned files")
     counts["train_text_lines"] = len(raw["de"])
     cleaned: List[Tuple[str, str]] = []
@@ -130,14 +127,14 @@ def prepare(archive_path: Path, out: Path) -> dict:
     for name in TEST_SETS:
         de_segs, en_segs = test_raw[name]["de"], test_raw[name]["en"]
         if len(de_segs) != len(en_segs) or not de_segs:
-            raise PrepareError(f"--archive {archive_path}: {name} has {len(de_segs)} de and "
+            raise ValueError(f"--archive {archive_path}: {name} has {len(de_segs)} de and "
                                f"{len(en_segs)} en <seg> lines; expected the same non-zero number")
         counts[f"test_{name}"] = len(de_segs)
         splits["test"] += [(" ".join(tokenize("de", d)).lower(), " ".join(tokenize("en", e)).lower())
                            for d, e in zip(de_segs, en_segs)]
     empty = [split for split, pairs in splits.items() if not pairs]
     if empty:
-        raise PrepareError(f"--archive {archive_path}: the {', '.join(empty)} split(s) came out empty")
+        raise ValueError(f"--archive {archive_path}: the {', '.join(empty)} split(s) came out empty")
     out.mkdir(parents=True, exist_ok=True)
     for split, pairs in splits.items():
         for index, lang in enumerate(LANGS):
@@ -148,21 +145,17 @@ def prepare(archive_path: Path, out: Path) -> dict:
     return stats
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """CLI entry point: 0 on success, 1 with a message on stderr for bad input."""
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """CLI entry point; bad input exits with status 1 and one line naming the flag or archive member."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--archive", type=Path, required=True, help="the WIT3 IWSLT14 de-en.tgz")
     parser.add_argument("--out", type=Path, required=True, help="output folder for tokenised splits")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_value_error():
         stats = prepare(args.archive, args.out)
-    except PrepareError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
     print(f"wrote train {stats['train']}, valid {stats['valid']}, test {stats['test']} pairs "
           f"to {args.out} (details in {args.out / 'prepare_stats.json'})")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -13,12 +13,11 @@ from typing import Dict, List
 
 import torch
 
-from .core.heads import head_row_mask
+from .core.masking import HEAD_COLUMNS, HEAD_ROWS, head_dim, zero_masked_heads
 from .core.penalties import attention_penalty, mlp_penalty
 from .core.sparsity import count_near_zero
 from .core.topology import degree_histogram, degree_summary, neuron_degrees
-from .head_masks import DSP_STATE_PREFIX, MASK_BUFFER
-from .model_parts import short_name
+from .state_keys import DSP_STATE_PREFIX, MASK_BUFFER, short_name
 
 MATRIX_SUFFIXES = {
     "q": ".q_proj.weight", "k": ".k_proj.weight", "v": ".v_proj.weight", "out": ".out_proj.weight",
@@ -42,8 +41,11 @@ def architecture_heads(ckpt: dict) -> Dict[str, int]:
     """Heads per attention module on each side, ``{"encoder": n, "decoder": m}``, from the checkpoint's
     ``cfg.model`` (or legacy ``args``) ``{side}_attention_heads``; 0 where absent."""
     cfg = ckpt.get("cfg") or {}
-    model_cfg = (cfg.get("model") if isinstance(cfg, Mapping) else None) or ckpt.get("args")
+    return config_heads((cfg.get("model") if isinstance(cfg, Mapping) else None) or ckpt.get("args"))
 
+
+def config_heads(model_cfg) -> Dict[str, int]:
+    """Heads per attention module on each side from model arguments (a mapping or a Namespace); 0 where absent."""
     def value(key):
         return model_cfg.get(key) if isinstance(model_cfg, Mapping) else getattr(model_cfg, key, None)
 
@@ -60,32 +62,36 @@ def ffn_layer_names(state: Dict[str, torch.Tensor]) -> List[str]:
     return [k[: -len(".fc1.weight")] for k in state if k.endswith(".fc1.weight") and k.replace(".fc1.", ".fc2.") in state]
 
 
-def apply_head_masks(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """A copy of ``state`` in which every masked head's parameters are zero.
+def stored_masks(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The (num_heads,) head masks stored in ``state`` (``<module>.np_head_mask``), by module name."""
+    suffix = "." + MASK_BUFFER
+    return {key[: -len(suffix)]: mask for key, mask in state.items() if key.endswith(suffix)}
 
-    A head ``h`` of width ``d`` (q rows / mask length) owns q/k/v rows and biases ``[h*d, (h+1)*d)``,
-    out-projection columns ``[h*d, (h+1)*d)`` and the same slice of ``bias_k`` / ``bias_v``. ``state``
-    is not modified; tensors of unmasked modules are shared, not copied.
+
+def masks_from_state_dict(state: Dict[str, torch.Tensor]) -> Dict[str, List[int]]:
+    """The stored head masks as lists of 0/1 ints, by module name."""
+    return {module: [int(v) for v in mask.tolist()] for module, mask in stored_masks(state).items()}
+
+
+def module_head_dim(state: Dict[str, torch.Tensor], module: str, num_heads: Dict[str, int]) -> int:
+    """Rows per head of ``module``, whose side (the name's first part, ``encoder`` or ``decoder``) has
+    ``num_heads[side]`` heads per module (see :func:`architecture_heads`)."""
+    return head_dim(state[f"{module}.out_proj.weight"], num_heads.get(module.split(".")[0], 0))
+
+
+def apply_head_masks(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """A copy of ``state`` in which every masked head's parameters are zero (:func:`.core.masking.zero_masked_heads`).
+
+    ``state`` is not modified; tensors of unmasked modules are shared, not copied.
     """
     masked = dict(state)
-    suffix = "." + MASK_BUFFER
-    for key, mask in state.items():
-        if not key.endswith(suffix) or bool(mask.all()):
+    for module, mask in stored_masks(state).items():
+        if bool(mask.all()):
             continue
-        module = key[: -len(suffix)]
-        width = state[f"{module}.q_proj.weight"].shape[0]
-        if width % mask.numel():
-            raise ValueError(f"{key} has {mask.numel()} heads, which do not divide the {width} q_proj rows")
-        rows = head_row_mask(mask, width // mask.numel())  # (H*d,)
-        for name in (f"{module}.{p}.{part}" for p in ("q_proj", "k_proj", "v_proj") for part in ("weight", "bias")):
-            if name in state:
-                t = state[name]  # (H*d, in) or (H*d,)
-                masked[name] = t * rows.to(t).reshape(-1, *([1] * (t.dim() - 1)))
-        out = state[f"{module}.out_proj.weight"]  # (embed, H*d)
-        masked[f"{module}.out_proj.weight"] = out * rows.to(out)[None, :]
-        for name in (f"{module}.bias_k", f"{module}.bias_v"):
-            if name in state:
-                masked[name] = state[name] * rows.to(state[name])  # (1, 1, H*d)
+        prefix = module + "."
+        params = {name: state[prefix + name] for name in HEAD_ROWS + HEAD_COLUMNS if prefix + name in state}
+        zeroed = zero_masked_heads(params, mask, head_dim(state[prefix + "out_proj.weight"], mask.numel()))
+        masked.update((prefix + name, tensor) for name, tensor in zeroed.items())
     return masked
 
 
@@ -93,21 +99,19 @@ def module_masks(state: Dict[str, torch.Tensor], num_heads: Dict[str, int]) -> D
     """Head mask (1 = kept) of every attention module, by module name.
 
     A stored mask is returned as is. A module without one (plain fairseq or exported checkpoint) keeps
-    ``q rows // head_dim`` heads, ``head_dim = out_proj rows // num_heads[side]`` (side: the name's first
-    part, ``encoder`` or ``decoder``); an exported checkpoint no longer says which heads were removed, so
-    its kept heads are listed first, padded with zeros to the architecture's head count.
+    ``q rows // head_dim`` heads (:func:`module_head_dim`); an exported checkpoint no longer says which
+    heads were removed, so its kept heads are listed first, padded with zeros to the architecture's head count.
     """
-    suffix = "." + MASK_BUFFER
+    stored = masks_from_state_dict(state)
     masks = {}
     for module in attention_module_names(state):
-        if module + suffix in state:
-            masks[module] = [int(v) for v in state[module + suffix].tolist()]
+        if module in stored:
+            masks[module] = stored[module]
             continue
         heads = num_heads.get(module.split(".")[0], 0)
         if heads <= 0:
             raise ValueError(f"{module} has no head mask and its head count is unknown (no *_attention_heads in the cfg)")
-        head_dim = state[f"{module}.out_proj.weight"].shape[0] // heads
-        kept = state[f"{module}.q_proj.weight"].shape[0] // head_dim
+        kept = state[f"{module}.q_proj.weight"].shape[0] // module_head_dim(state, module, num_heads)
         masks[module] = [1] * kept + [0] * (heads - kept)
     return masks
 
