@@ -53,10 +53,14 @@ PAPER_PASS = {"--np-similarity": "linf", "--np-keep": "paper", "--np-fold": "pap
       "--np-fold": "none"}),
     ({"METHOD": "neuroprune", "BUDGET": "54", "BUDGET_PASSES": "3", "PRUNE_START_EPOCH": "2", "EPS": "1e-3"},
      {"--np-alpha": "1e-4", "--np-beta": "1e-2", "--np-prune-start-epoch": "2", "--np-head-budget": "54",
-      "--np-budget-passes": "3", "--np-eps": "1e-3", **PAPER_PASS}),
+      "--np-budget-passes": "3", "--np-exact-budget": True, "--np-eps": "1e-3", **PAPER_PASS}),
+    ({"METHOD": "neuroprune", "BUDGET": "27", "EXACT_BUDGET": "0"},  # a pass may keep more than its target
+     {"--np-alpha": "1e-4", "--np-beta": "1e-2", "--np-prune-start-epoch": "1", "--np-head-budget": "27",
+      "--np-budget-passes": "1", "--np-eps": "1e-4", **PAPER_PASS}),
     ({"METHOD": "neuroprune_plus", "BUDGET": "54", "KEEP": "paper"},  # its pass overrides SIMILARITY/KEEP/FOLD
      {"--np-alpha": "1e-4", "--np-beta": "1e-2", "--np-prune-start-epoch": "1", "--np-head-budget": "54",
-      "--np-budget-passes": "1", "--np-eps": "1e-4", "--np-similarity": "linf", "--np-keep": "importance", "--np-fold": "data"}),
+      "--np-budget-passes": "1", "--np-exact-budget": True, "--np-eps": "1e-4", "--np-similarity": "linf",
+      "--np-keep": "importance", "--np-fold": "data"}),
     ({"METHOD": "l1", "ALPHA": "2e-4", "BETA": "5e-3"},
      {"--np-penalty": "l1", "--np-alpha": "2e-4", "--np-beta": "5e-3", "--np-eps": "1e-4"}),
     ({"METHOD": "dsp", "BUDGET": "27", "DSP_LR": "0.05", "DSP_ANNEAL_UPDATES": "400", "SEED": "7", "DSP_MODE": "pipelined"},
@@ -68,6 +72,7 @@ PAPER_PASS = {"--np-similarity": "linf", "--np-keep": "paper", "--np-fold": "pap
       "--np-dsp-weight-decay": "1e-4", "--np-dsp-temp-init": "0.1", "--np-dsp-temp-final": "1e-8", "--np-dsp-init": "zeros",
       "--np-dsp-seed": "1", "--np-dsp-per-module": True, "--np-dsp-straight-through": True, "--np-eps": "1e-4"}),
     ({"METHOD": "michel", "BUDGET": "54"}, {"--np-eps": "1e-4"}),  # the masks come from the pruned checkpoint
+    ({"METHOD": "dense", "BUDGET": "54", "ALPHA": "1e-3"}, {"--np-eps": "1e-4"}),  # the control: no penalty, no pass
 ])
 def test_each_method_becomes_its_plugin_flags(tmp_path, variables, expected):
     proc, train, _ = _finetune(tmp_path, **variables)
@@ -105,7 +110,7 @@ def test_extra_arguments_come_last_so_they_override_the_recipe(tmp_path):
 
 
 @pytest.mark.parametrize("variables,message", [
-    ({"METHOD": "prune"}, "METHOD=prune is not one of neuroprune, neuroprune_plus, l1, dsp, michel"),
+    ({"METHOD": "prune"}, "METHOD=prune is not one of dense, neuroprune, neuroprune_plus, l1, dsp, michel"),
     ({"METHOD": "dsp"}, "METHOD=dsp needs BUDGET"),
     ({"METHOD": "michel"}, "METHOD=michel needs BUDGET"),
 ])

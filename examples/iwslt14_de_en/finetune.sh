@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stage 2 of the paper's MT recipe: fine-tune the dense PRETRAINED checkpoint with one pruning method.
 # Every method uses the same data, architecture, optimizer and epochs; they differ only in these flags:
+#   METHOD=dense       the dense control: plain label-smoothed cross entropy, no penalty, no pruning
 #   METHOD=neuroprune  penalties (ALPHA, BETA) every step, redundant-head elimination after every epoch
 #                      at THETA, or aiming at BUDGET heads (theta chosen per pass) when BUDGET is set;
 #                      THETA= (empty) and no BUDGET: penalties only; the pass's variant: SIMILARITY, KEEP, FOLD
@@ -29,6 +30,7 @@ BETA=${BETA:-1e-2}
 THETA=${THETA-0.3}  # set to empty for penalties only (no head elimination)
 EPS=${EPS:-1e-4}
 BUDGET_PASSES=${BUDGET_PASSES:-1}
+EXACT_BUDGET=${EXACT_BUDGET:-1}  # 1: each budget pass keeps exactly its scheduled head count (--np-exact-budget)
 PRUNE_START_EPOCH=${PRUNE_START_EPOCH:-1}
 SIMILARITY=${SIMILARITY:-linf}  # linf | linf_scaled | output
 KEEP=${KEEP:-paper}             # paper | importance
@@ -54,7 +56,7 @@ DEVICE_FLAGS=${DEVICE_FLAGS:---cpu}
 FAIRSEQ_TRAIN=${FAIRSEQ_TRAIN:-.venv/bin/fairseq-train}
 PYTHON=${PYTHON:-.venv/bin/python}
 
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,19p "$0"; exit 0; fi
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,20p "$0"; exit 0; fi
 die() { echo "finetune.sh: $*" >&2; exit 1; }
 [[ -f "$PRETRAINED" ]] || die "PRETRAINED=$PRETRAINED does not exist: run train_dense.sh first"
 [[ -f "$DATA_BIN/dict.de.txt" ]] || die "DATA_BIN=$DATA_BIN has no dict.de.txt: run scripts/binarize.sh first"
@@ -63,11 +65,15 @@ needs_budget() { [[ -n "$BUDGET" ]] || die "METHOD=$METHOD needs BUDGET (heads t
 START="$PRETRAINED"
 TASK=neuroprune_translation
 case "$METHOD" in
+    dense)
+        METHOD_FLAGS=() ;;
     neuroprune|neuroprune_plus)
         [[ "$METHOD" == neuroprune_plus ]] && read -r SIMILARITY KEEP FOLD <<< "$PLUS_PASS"
         METHOD_FLAGS=(--np-alpha "$ALPHA" --np-beta "$BETA" --np-prune-start-epoch "$PRUNE_START_EPOCH"
                       --np-similarity "$SIMILARITY" --np-keep "$KEEP" --np-fold "$FOLD")
-        if [[ -n "$BUDGET" ]]; then METHOD_FLAGS+=(--np-head-budget "$BUDGET" --np-budget-passes "$BUDGET_PASSES")
+        if [[ -n "$BUDGET" ]]; then
+            METHOD_FLAGS+=(--np-head-budget "$BUDGET" --np-budget-passes "$BUDGET_PASSES")
+            [[ "$EXACT_BUDGET" == 1 ]] && METHOD_FLAGS+=(--np-exact-budget)
         elif [[ -n "$THETA" ]]; then METHOD_FLAGS+=(--np-theta "$THETA"); fi ;;
     l1)
         METHOD_FLAGS=(--np-penalty l1 --np-alpha "$ALPHA" --np-beta "$BETA") ;;
@@ -88,7 +94,7 @@ case "$METHOD" in
             "$PYTHON" -m neuroprune_fairseq.tools.michel --checkpoint "$PRETRAINED" --data-bin "$DATA_BIN" \
                 --heads "$BUDGET" --steps "$MICHEL_STEPS" --out "$START" "${DEVICE_ARG[@]}"
         fi ;;
-    *) die "METHOD=$METHOD is not one of neuroprune, neuroprune_plus, l1, dsp, michel" ;;
+    *) die "METHOD=$METHOD is not one of dense, neuroprune, neuroprune_plus, l1, dsp, michel" ;;
 esac
 
 # shellcheck disable=SC2086

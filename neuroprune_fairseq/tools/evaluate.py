@@ -124,11 +124,15 @@ def length_subset_scores(hyps, refs, src_pieces, tgt_pieces, max_pieces: int) ->
 
 def checkpoint_record(path: str, eps: float) -> dict:
     """Head, sparsity and parameter figures of a checkpoint's model state, with its full topology report
-    (head masks, sparsity per matrix type, FFN degree histogram, penalties) under ``topology``."""
+    (head masks, sparsity per matrix type, FFN degree histogram, penalties) under ``topology``, and the
+    training seed and update count the checkpoint was saved with (None where it holds none)."""
     ckpt = checkpoint_stats.load_checkpoint(path)
     state = ckpt["model"]
     topology = checkpoint_stats.topology(state, checkpoint_stats.architecture_heads(ckpt), eps)
+    history = ckpt.get("optimizer_history") or [{}]
     return {
+        "seed": ((ckpt.get("cfg") or {}).get("common") or {}).get("seed"),
+        "num_updates": history[-1].get("num_updates"),
         "heads_kept": topology["heads_kept"],
         "heads_total": topology["heads_total"],
         "heads_per_module": topology["heads_per_module"],
