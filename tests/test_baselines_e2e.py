@@ -140,10 +140,14 @@ def test_study_runs_every_method_with_one_protocol_and_seeds(study):
     log = (results / "logs" / f"np_{np_s}_k27_s2.txt").read_text()  # the only pass ends epoch 1; epoch 2 prunes nothing
     assert "epoch 001 | theta" in log and "epoch 002 | theta" not in log
     assert records["dense_s1"]["heads_kept"] == 108
-    for name in expected:  # one commit per run, holding its records and hypotheses
-        shown = subprocess.run(["git", "-C", str(results), "show", "--stat", "--format=%s", f":/study: {name}$"],
-                               capture_output=True, text=True)
-        assert f"records/{name}.json" in shown.stdout and f"text/{name}.hyp" in shown.stdout, name
+    log = subprocess.run(["git", "-C", str(results), "log", "--format=@%s", "--name-only"], capture_output=True, text=True).stdout
+    commits = {}  # subject -> files, one commit per run
+    for block in log.split("@")[1:]:
+        subject, *files = [line for line in block.splitlines() if line]
+        assert subject not in commits, subject
+        commits[subject] = set(files)
+    for name in expected:  # holding its records and hypotheses
+        assert {f"records/{name}.json", f"valid/{name}.json", f"text/{name}.hyp"} <= commits[f"study: {name}"], name
 
 
 def test_study_summary_tests_the_chosen_neuroprune_against_every_baseline(study):
