@@ -12,7 +12,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from neuroprune.core.budget import ThetaChoice, choose_theta
+from neuroprune.core.budget import ThetaChoice, choose_theta, exact_budget_plans
 from neuroprune.core.fold import data_fold, head_output_energy, value_bias_carry
 from neuroprune.core.heads import (EliminationPlan, fold_out_projection, keep_most_important, linf_distances,
                                    live_distances, plan_from_distances)
@@ -200,18 +200,24 @@ def eliminate(model: nn.Module, theta: float, variant: PassVariant = PAPER_PASS,
 
 
 def eliminate_to_budget(model: nn.Module, target: int, floor: int, variant: PassVariant = PAPER_PASS,
-                        stats: Optional[HeadStats] = None) -> Tuple[ThetaChoice, Dict[str, EliminationPlan]]:
-    """One pass whose theta is chosen (:func:`choose_theta`) to keep ``target`` heads, never fewer than ``floor``.
+                        stats: Optional[HeadStats] = None, exact: bool = False) -> Tuple[ThetaChoice, Dict[str, EliminationPlan]]:
+    """One pass whose theta is chosen (:func:`choose_theta`) to keep ``target`` heads, never fewer than ``floor``;
+    with ``exact``, exactly ``target`` (:func:`exact_budget_plans`: the heads farthest from their keepers stay).
 
     Returns the choice and the plans applied (none when no threshold fits).
     """
     modules = [(name, attn, _module_stats(name, variant, stats)) for name, attn in attention_modules(model)]
     distances = [_distances(attn, variant, module_stats) for _, attn, module_stats in modules]
-    choice = choose_theta(distances, target, floor)
+    if exact:
+        theta, plans = exact_budget_plans(distances, target)
+        kept = sum(len(d.live) for d in distances) if theta is None else target
+        choice = ThetaChoice(theta=theta, kept=kept, reached=kept <= target)
+    else:
+        choice = choose_theta(distances, target, floor)
+        plans = [plan_from_distances(d, choice.theta) for d in distances] if choice.theta is not None else []
     if choice.theta is None:
         return choice, {}
-    return choice, {name: apply_plan(attn, plan_from_distances(d, choice.theta), variant, module_stats)
-                    for (name, attn, module_stats), d in zip(modules, distances)}
+    return choice, {name: apply_plan(attn, plan, variant, module_stats) for (name, attn, module_stats), plan in zip(modules, plans)}
 
 
 def heads_kept(model: nn.Module) -> Dict[str, int]:

@@ -49,6 +49,12 @@ class NeuroPruneTranslationConfig(TranslationConfig):
         default=1,
         metadata={"help": "passes over which --np-head-budget is approached linearly from all heads (1: the first pass aims at the budget)"},
     )
+    np_exact_budget: bool = field(
+        default=False,
+        metadata={"help": "with --np-head-budget: every pass keeps exactly its scheduled head count (the smallest theta "
+                          "that reaches it, then the pruned heads farthest from their keepers stay active, unfolded); "
+                          "without it a pass keeps the fewest heads at or above its target that one theta gives"},
+    )
     np_prune_start_epoch: int = field(
         default=1,
         metadata={"help": "first epoch after which heads are eliminated (earlier epochs only train, e.g. pretraining)"},
@@ -103,6 +109,8 @@ class NeuroPruneTranslationTask(TranslationTask):
             raise ValueError("--np-head-budget chooses theta for each pass: do not also give --np-theta")
         if cfg.np_head_budget is not None and cfg.np_head_budget < 1:
             raise ValueError(f"--np-head-budget must be >= 1, got {cfg.np_head_budget}")
+        if cfg.np_exact_budget and cfg.np_head_budget is None:
+            raise ValueError("--np-exact-budget needs --np-head-budget (the head count each pass keeps exactly)")
         if cfg.np_budget_passes < 1:
             raise ValueError(f"--np-budget-passes must be >= 1, got {cfg.np_budget_passes}")
         if cfg.np_prune_start_epoch < 1:
@@ -199,7 +207,8 @@ class NeuroPruneTranslationTask(TranslationTask):
         budget = self.cfg.np_head_budget
         pass_index = epoch - self.cfg.np_prune_start_epoch + 1
         target = scheduled_target(head_masks.total_heads(model), budget, pass_index, self.cfg.np_budget_passes)
-        choice, plans = head_masks.eliminate_to_budget(model, target, budget, self.pass_variant, self._head_stats(model))
+        choice, plans = head_masks.eliminate_to_budget(model, target, budget, self.pass_variant, self._head_stats(model),
+                                                        exact=self.cfg.np_exact_budget)
         chosen = "no theta fits" if choice.theta is None else f"theta {choice.theta:.4f} chosen"
         logger.info(f"neuroprune | epoch {epoch:03d} | head budget {budget}: this pass aims at {target} heads, {chosen}")
         if not choice.reached:

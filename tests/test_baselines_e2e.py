@@ -84,26 +84,98 @@ def test_michel_refuses_bad_input_by_flag(pretrained, tmp_path):
         michel.main(["--checkpoint", str(tmp_path / "missing.pt"), "--data-bin", str(pretrained / "bin"), "--heads", "54", "--out", str(tmp_path / "x.pt")])
 
 
-def test_study_redoes_a_record_older_than_its_checkpoint_and_skips_a_fresh_one(pretrained, tmp_path):
-    """study.sh's resumption: a committed (older) record is evaluated again, an up-to-date one is kept."""
-    import shutil
+STUDY_ARGS = ["--encoder-embed-dim", "48", "--decoder-embed-dim", "48", "--encoder-ffn-embed-dim", "64",
+              "--decoder-ffn-embed-dim", "64", "--max-tokens", "600", "--num-workers", "0"]
 
-    run_dir, results = tmp_path / "study" / "michel_k27", tmp_path / "results"
-    (results / "records").mkdir(parents=True), run_dir.mkdir(parents=True)
-    old = results / "records" / "michel_k27.json"
-    old.write_text('{"stale": true}')
-    os.utime(old, (1, 1))  # older than any checkpoint
-    shutil.copy(pretrained / "dense" / "checkpoint_last.pt", run_dir / "checkpoint_last.pt")
-    (run_dir / "done").touch()
-    env = dict(os.environ, STUDY_DIR=str(tmp_path / "study"), RESULTS_DIR=str(results), DATA_BIN=str(pretrained / "bin"),
-               PRETRAINED=str(pretrained / "dense" / "checkpoint_last.pt"), STRENGTHS="", DSP_BUDGETS="",
-               MICHEL_BUDGETS="27", PHASES="evaluate", BEAM="2", PYTHON=sys.executable, OMP_NUM_THREADS="1")
-    first = subprocess.run(["bash", "examples/iwslt14_de_en/study.sh"], cwd=REPO, env=env, capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert "evaluate michel_k27" in first.stdout and "evaluate the pretrained dense model" in first.stdout
-    assert json.loads(old.read_text())["sentences"] == 16
-    second = subprocess.run(["bash", "examples/iwslt14_de_en/study.sh"], cwd=REPO, env=env, capture_output=True, text=True)
-    assert second.returncode == 0 and "=== [" not in second.stdout  # no step ran
+
+def _study(pretrained, root, phases):
+    env = dict(os.environ, STUDY_DIR=str(root / "study"), RESULTS_DIR=str(root / "results"), DATA_BIN=str(pretrained / "bin"),
+               PRETRAINED=str(pretrained / "dense" / "checkpoint_last.pt"), SEEDS="1 2", BUDGETS="27", SELECT_BUDGET="27",
+               EPOCHS="2", PHASES=phases, BEAM="2", COMMIT="1", PYTHON=sys.executable,
+               FAIRSEQ_TRAIN=str(Path(sys.executable).parent / "fairseq-train"))
+    return subprocess.run(["bash", "examples/iwslt14_de_en/study.sh", *STUDY_ARGS], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=1200)
+
+
+@pytest.fixture(scope="module")
+def study(pretrained, tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    (root / "results").mkdir()
+    subprocess.run(["git", "init", "-q", str(root / "results")], check=True)
+    subprocess.run(["git", "-C", str(root / "results"), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                    "--allow-empty", "-m", "start"], check=True)
+    first = _study(pretrained, root, "train evaluate summary")
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    return root, first
+
+
+def _json(path):
+    return json.loads(Path(path).read_text())
+
+
+def test_study_runs_every_method_with_one_protocol_and_seeds(study):
+    root, first = study
+    results = root / "results"
+    valid = {p.stem: _json(p) for p in (results / "valid").glob("*.json")}
+    choice = {kind: _json(results / "choices" / f"{kind}.json")["chosen"] for kind in ("np", "np_plus", "dsp")}
+    for kind, candidates in (("np", ["np_weak_k27_s1", "np_strong_k27_s1"]), ("np_plus", ["np_plus_weak_k27_s1", "np_plus_strong_k27_s1"]),
+                             ("dsp", ["dsp_joint_k27_s1", "dsp_pipelined_k27_s1"])):
+        bleus = [valid[c]["bleu"] for c in candidates]
+        assert choice[kind] == candidates[bleus.index(max(bleus))]  # the best on valid, the first of equals
+    np_s, plus_s, mode = choice["np"].split("_")[1], choice["np_plus"].split("_")[2], choice["dsp"].split("_")[1]
+    other = "pipelined" if mode == "joint" else "joint"
+    expected = {f"{g}_s{seed}" for seed in (1, 2) for g in
+                ("dense", f"np_{np_s}_k27", f"np_plus_{plus_s}_k27", f"dsp_{mode}_k27", "michel_k27", f"np_nofold_{np_s}_k27", f"dsp_{other}_k27")}
+    expected |= {"np_weak_k27_s1", "np_strong_k27_s1", "np_plus_weak_k27_s1", "np_plus_strong_k27_s1"}
+    records = {p.stem: _json(p) for p in (results / "records").glob("*.json")}
+    assert set(records) == set(valid) == expected
+    assert all(r["seed"] == int(name.rsplit("_s", 1)[1]) and r["subset"] == "test" for name, r in records.items())
+    dense = torch.load(root / "study" / "dense_s1" / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    per_epoch = dense["optimizer_history"][-1]["num_updates"] // 2
+    assert {r["num_updates"] for r in records.values()} == {2 * per_epoch}  # the same updates for every run
+    dsp = torch.load(root / "study" / f"dsp_{mode}_k27_s2" / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    assert dsp["cfg"]["task"]["np_dsp_anneal_updates"] == per_epoch and dsp["cfg"]["common"]["seed"] == 2
+    for name in ("np_weak_k27_s1", f"np_plus_{plus_s}_k27_s2", "michel_k27_s1", f"dsp_{mode}_k27_s1"):
+        assert records[name]["heads_kept"] == 27, name
+    log = (results / "logs" / f"np_{np_s}_k27_s2.txt").read_text()  # the only pass ends epoch 1; epoch 2 prunes nothing
+    assert "epoch 001 | theta" in log and "epoch 002 | theta" not in log
+    assert records["dense_s1"]["heads_kept"] == 108
+    log = subprocess.run(["git", "-C", str(results), "log", "--format=@%s", "--name-only"], capture_output=True, text=True).stdout
+    commits = {}  # subject -> files, one commit per run
+    for block in log.split("@")[1:]:
+        subject, *files = [line for line in block.splitlines() if line]
+        assert subject not in commits, subject
+        commits[subject] = set(files)
+    for name in expected:  # holding its records and hypotheses
+        assert {f"records/{name}.json", f"valid/{name}.json", f"text/{name}.hyp"} <= commits[f"study: {name}"], name
+
+
+def test_study_summary_tests_the_chosen_neuroprune_against_every_baseline(study):
+    root, _ = study
+    results = root / "results"
+    summary = _json(results / "significance.json")
+    np_config = "np_" + _json(results / "choices" / "np.json")["chosen"].split("_")[1]
+    against = {t["against"] for t in summary["tests"] if t["config"] == np_config}
+    assert {"dense", "michel"} <= against and any(a.startswith("dsp_") for a in against)
+    seeds = {}  # configuration -> the seeds of its records, from the file names
+    for path in (results / "records").glob("*.json"):
+        config, seed = path.stem.rsplit("_s", 1)
+        seeds.setdefault(config.rsplit("_k", 1)[0], set()).add(int(seed))
+    for t in summary["tests"]:  # pooled over the seeds both configurations have
+        assert t["seeds"] == sorted(seeds[t["config"]] & seeds[t["against"]])
+    row = next(r for r in summary["rows"] if r["config"] == "michel" and r["budget"] == 27)
+    bleus = [_json(results / "records" / f"michel_k27_s{s}.json")["bleu"] for s in (1, 2)]
+    assert row["bleu_mean"] == pytest.approx(sum(bleus) / 2, abs=0.01)
+    assert (results / "bleu-vs-heads.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_relaunched_study_neither_trains_nor_evaluates_again(study, pretrained):
+    root, _ = study
+    import shutil
+    shutil.rmtree(root / "study")  # another machine: only the committed records are there
+    second = _study(pretrained, root, "train evaluate")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "=== [" not in second.stdout, second.stdout[-3000:]  # no step ran
 
 
 def test_training_overhead_benchmark_reports_ratios_and_pass_share(pretrained, tmp_path):

@@ -53,10 +53,14 @@ PAPER_PASS = {"--np-similarity": "linf", "--np-keep": "paper", "--np-fold": "pap
       "--np-fold": "none"}),
     ({"METHOD": "neuroprune", "BUDGET": "54", "BUDGET_PASSES": "3", "PRUNE_START_EPOCH": "2", "EPS": "1e-3"},
      {"--np-alpha": "1e-4", "--np-beta": "1e-2", "--np-prune-start-epoch": "2", "--np-head-budget": "54",
-      "--np-budget-passes": "3", "--np-eps": "1e-3", **PAPER_PASS}),
+      "--np-budget-passes": "3", "--np-exact-budget": True, "--np-eps": "1e-3", **PAPER_PASS}),
+    ({"METHOD": "neuroprune", "BUDGET": "27", "EXACT_BUDGET": "0"},  # a pass may keep more than its target
+     {"--np-alpha": "1e-4", "--np-beta": "1e-2", "--np-prune-start-epoch": "1", "--np-head-budget": "27",
+      "--np-budget-passes": "1", "--np-eps": "1e-4", **PAPER_PASS}),
     ({"METHOD": "neuroprune_plus", "BUDGET": "54", "KEEP": "paper"},  # its pass overrides SIMILARITY/KEEP/FOLD
      {"--np-alpha": "1e-4", "--np-beta": "1e-2", "--np-prune-start-epoch": "1", "--np-head-budget": "54",
-      "--np-budget-passes": "1", "--np-eps": "1e-4", "--np-similarity": "linf", "--np-keep": "importance", "--np-fold": "data"}),
+      "--np-budget-passes": "1", "--np-exact-budget": True, "--np-eps": "1e-4", "--np-similarity": "linf",
+      "--np-keep": "importance", "--np-fold": "data"}),
     ({"METHOD": "l1", "ALPHA": "2e-4", "BETA": "5e-3"},
      {"--np-penalty": "l1", "--np-alpha": "2e-4", "--np-beta": "5e-3", "--np-eps": "1e-4"}),
     ({"METHOD": "dsp", "BUDGET": "27", "DSP_LR": "0.05", "DSP_ANNEAL_UPDATES": "400", "SEED": "7", "DSP_MODE": "pipelined"},

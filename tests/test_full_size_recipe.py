@@ -1,8 +1,9 @@
 """examples/iwslt14_de_en/full_size.sh end to end on a tiny fake IWSLT14 archive: preparation, dense
-pretraining, one run per method, evaluation, export, table and plots (the inference benchmark phase is left
-out for time: study.sh runs it the same way for every setup); then a relaunch without the summary phase,
-which must skip everything. The model is shrunk by extra fairseq-train arguments, as a GPU user would."""
+pretraining, the study's runs at one budget and one seed, evaluation, export, table and plots (the inference
+benchmark phase is left out for time: study.sh runs it the same way for every setup); then a relaunch without
+the summary phase, which must skip everything. The model is shrunk by extra fairseq-train arguments, as a GPU user would."""
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -21,14 +22,16 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_DIMS = ["--encoder-embed-dim", "48", "--decoder-embed-dim", "48",
              "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64", "--num-workers", "0",
              "--required-batch-size-multiple", "1"]  # else fairseq makes no batch of the 2 valid sentences
-RUNS = {"np_k27_a1e-4_b1e-2": "neuroprune", "np_t0.3_a1e-4_b1e-2": "neuroprune", "l1_a1e-4_b1e-2": "l1",
-        "dsp_k27": "dsp", "michel_k27": "michel"}
+RUNS = {"np_a1e-4b1e-2_k27_s1": "neuroprune", "np_plus_a1e-4b1e-2_k27_s1": "neuroprune_plus",
+        "np_nofold_a1e-4b1e-2_k27_s1": "neuroprune", "dsp_joint_k27_s1": "dsp", "dsp_pipelined_k27_s1": "dsp",
+        "michel_k27_s1": "michel", "dense_s1": "dense"}
 
 
 def _launch(root: Path, phases: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, IWSLT14_ARCHIVE=str(root / "de-en.tgz"), WORK_DIR=str(root / "work"),
                DATA_BIN=str(root / "bin"), RUN_DIR=str(root / "runs"), VOCAB_SIZE="80", EPOCHS="1",
-               ALPHAS="1e-4", BETAS="1e-2", THETAS="0.3", BUDGETS="27", DSP_ANNEAL_UPDATES="4", BEAM="2",
+               FINETUNE_EPOCHS="2", SELECT_EPOCHS="1", SEEDS="1", ALPHAS="1e-4", BETAS="1e-2", BUDGETS="27",
+               SELECT_BUDGET="27", BEAM="2", THREADS="1",
                DEVICE_FLAGS="--cpu", PHASES=phases, PYTHON=sys.executable, FAIRSEQ_TRAIN=str(BIN / "fairseq-train"),
                PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", OMP_NUM_THREADS="1")
     env.pop("IWSLT14_URL", None)
@@ -53,18 +56,20 @@ def test_every_method_is_trained_evaluated_exported_and_tabled(recipe):
     root, first, _ = recipe
     results = root / "runs" / "results"
     with open(results / "results.tsv") as f:
-        table = {row["run"]: row for row in csv.DictReader(f, delimiter="\t")}
-    assert set(table) == {"dense", *RUNS}
-    assert {name: table[name]["method"] for name in RUNS} == RUNS
-    kept = {name: int(row["heads kept"].split("/")[0]) for name, row in table.items()}
-    assert kept["dense"] == kept["l1_a1e-4_b1e-2"] == 108
-    assert kept["dsp_k27"] == kept["michel_k27"] == 27 and 27 <= kept["np_k27_a1e-4_b1e-2"] < 108
-    for name in RUNS:  # each export holds the heads its table row reports (the masked heads cut out)
+        table = {(row["config"], row["budget"]): row for row in csv.DictReader(f, delimiter="\t")}
+    configs = {name.rsplit("_s", 1)[0].rsplit("_k", 1)[0]: ("None" if "_k" not in name else "27") for name in RUNS}
+    assert set(table) == set(configs.items())
+    records = {p.stem: json.loads(p.read_text()) for p in (results / "records").glob("*.json")}
+    assert {name: r["method"] for name, r in records.items()} == RUNS
+    kept = {name: r["heads_kept"] for name, r in records.items()}
+    assert kept["dense_s1"] == 108
+    assert kept["dsp_joint_k27_s1"] == kept["michel_k27_s1"] == 27 and 27 <= kept["np_a1e-4b1e-2_k27_s1"] < 108
+    for name in RUNS:  # each export holds the heads its record reports (the masked heads cut out)
         shapes = getattr(_cfg(root / "runs" / name / "exported.pt")["model"], SHAPES_FIELD)
         assert sum(shapes["heads"].values()) == kept[name], name
-    for kind in ("bleu-vs-heads", "frontier"):  # dense and the five runs
-        assert f"{kind} plot of 6 records written to {results / kind}.png" in first.stdout
-    for png in ("bleu-vs-heads", "frontier", "head-map", "ffn-degrees"):
+    for kind in ("bleu-vs-heads", "frontier"):  # the seven runs
+        assert f"{kind} plot of 7 records written to {results / kind}.png" in first.stdout
+    for png in ("bleu-vs-heads", "frontier"):
         assert (results / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "no time estimate" in first.stdout
 
@@ -75,9 +80,9 @@ def test_pretraining_and_fine_tuning_get_the_recipe_and_the_extra_arguments(reci
     assert dense["model"].arch == "neuroprune_iwslt_de_en" and dense["model"].encoder_embed_dim == 48
     assert dense["optimization"]["lr"] == [5e-4] and dense["lr_scheduler"]["warmup_updates"] == 4000
     assert dense["model"].dropout == 0.3
-    tuned = _cfg(root / "runs" / "np_t0.3_a1e-4_b1e-2" / "checkpoint_last.pt")
+    tuned = _cfg(root / "runs" / "np_a1e-4b1e-2_k27_s1" / "checkpoint_last.pt")
     assert tuned["model"].encoder_ffn_embed_dim == 64 and tuned["optimization"]["lr"] == [2.5e-4]
-    assert tuned["task"]["np_theta"] == 0.3 and tuned["task"]["np_head_budget"] is None
+    assert tuned["task"]["np_theta"] is None and tuned["task"]["np_head_budget"] == 27
     assert tuned["criterion"]["np_alpha"] == 1e-4 and tuned["criterion"]["np_beta"] == 1e-2
 
 

@@ -30,6 +30,7 @@ BETA=${BETA:-1e-2}
 THETA=${THETA-0.3}  # set to empty for penalties only (no head elimination)
 EPS=${EPS:-1e-4}
 BUDGET_PASSES=${BUDGET_PASSES:-1}
+EXACT_BUDGET=${EXACT_BUDGET:-1}  # 1: each budget pass keeps exactly its scheduled head count (--np-exact-budget)
 PRUNE_START_EPOCH=${PRUNE_START_EPOCH:-1}
 SIMILARITY=${SIMILARITY:-linf}  # linf | linf_scaled | output
 KEEP=${KEEP:-paper}             # paper | importance
@@ -70,7 +71,9 @@ case "$METHOD" in
         [[ "$METHOD" == neuroprune_plus ]] && read -r SIMILARITY KEEP FOLD <<< "$PLUS_PASS"
         METHOD_FLAGS=(--np-alpha "$ALPHA" --np-beta "$BETA" --np-prune-start-epoch "$PRUNE_START_EPOCH"
                       --np-similarity "$SIMILARITY" --np-keep "$KEEP" --np-fold "$FOLD")
-        if [[ -n "$BUDGET" ]]; then METHOD_FLAGS+=(--np-head-budget "$BUDGET" --np-budget-passes "$BUDGET_PASSES")
+        if [[ -n "$BUDGET" ]]; then
+            METHOD_FLAGS+=(--np-head-budget "$BUDGET" --np-budget-passes "$BUDGET_PASSES")
+            [[ "$EXACT_BUDGET" == 1 ]] && METHOD_FLAGS+=(--np-exact-budget)
         elif [[ -n "$THETA" ]]; then METHOD_FLAGS+=(--np-theta "$THETA"); fi ;;
     l1)
         METHOD_FLAGS=(--np-penalty l1 --np-alpha "$ALPHA" --np-beta "$BETA") ;;

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The paper's full-size MT setup for a GPU user: IWSLT14 De-En (prepare-iwslt14.sh), the wide 108-head
 # architecture (neuroprune_iwslt_de_en), EPOCHS of dense pretraining (fairseq's IWSLT recipe: lr 5e-4,
-# inverse_sqrt, warmup 4000, dropout 0.3), then study.sh from that checkpoint with EPOCHS of each method:
-# NeuroPrune at every alpha x beta over the THETAS and at the head BUDGETS, l1 at the same alpha x beta,
-# DSP and Michel at the BUDGETS; every run evaluated, exported, benchmarked, tabled and plotted in
-# RESULTS_DIR. Resumable (finished steps are skipped). The paper: alpha in {0.005 ... 0.5}, beta in
+# inverse_sqrt, warmup 4000, dropout 0.3), then study.sh from that checkpoint: FINETUNE_EPOCHS of every
+# method with its heads chosen in the first SELECT_EPOCHS, at the head BUDGETS and SEEDS, NeuroPrune's
+# strength chosen among every alpha x beta on valid; every run evaluated, exported, benchmarked, tabled and
+# plotted in RESULTS_DIR. Resumable (finished steps are skipped). The paper: alpha in {0.005 ... 0.5}, beta in
 # {0.05, 0.1}, theta 0.1-0.4; on our per-token scale alpha above 1e-3 destroyed the model (README "Calibration").
 # Extra arguments go to every fairseq-train (pretraining and fine-tuning), e.g. to change the model size.
 # Usage: IWSLT14_ARCHIVE=path/to/de-en.tgz bash examples/iwslt14_de_en/full_size.sh [extra fairseq-train args]
@@ -18,15 +18,17 @@ ARCH=${ARCH:-neuroprune_iwslt_de_en}
 EPOCHS=${EPOCHS:-15}
 ALPHAS=${ALPHAS:-"1e-4 3e-4 1e-3"}
 BETAS=${BETAS:-"1e-3 1e-2"}
-THETAS=${THETAS-"0.2 0.25 0.3"}  # empty: no fixed-theta runs
-BUDGETS=${BUDGETS-"81 54 27"}  # empty: no budget runs (and no DSP or Michel)
+BUDGETS=${BUDGETS:-"81 54 27"}
+SELECT_BUDGET=${SELECT_BUDGET:-54}  # where NeuroPrune's strength and DSP's mode are chosen (valid, first seed)
+SEEDS=${SEEDS:-"1 2 3"}
+FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-$EPOCHS}
+SELECT_EPOCHS=${SELECT_EPOCHS:-4}  # every method has chosen its heads by then (DSP: its anneal spans them)
 DENSE_LR=${DENSE_LR:-5e-4}
 WARMUP=${WARMUP:-4000}
 FINETUNE_LR=${FINETUNE_LR:-2.5e-4}  # about where the dense inverse_sqrt schedule ends (~16k updates)
 DROPOUT=${DROPOUT:-0.3}
 MAX_TOKENS=${MAX_TOKENS:-4096}
 DEVICE_FLAGS=${DEVICE_FLAGS:---fp16}
-DSP_ANNEAL_UPDATES=${DSP_ANNEAL_UPDATES:-4000}  # gate temperature annealed over the first ~quarter of fine-tuning
 PHASES=${PHASES:-"train evaluate export bench summary"}  # study.sh's phases after the pretraining
 PYTHON=${PYTHON:-.venv/bin/python}
 FAIRSEQ_TRAIN=${FAIRSEQ_TRAIN:-.venv/bin/fairseq-train}
@@ -49,16 +51,12 @@ if [[ ! -f "$RUN_DIR/dense/done" ]]; then  # a launch cut short resumes from the
 fi
 
 strengths=""
-for alpha in $ALPHAS; do for beta in $BETAS; do strengths+=" a${alpha}_b${beta}:$alpha:$beta"; done; done
-mid=$(echo "$BUDGETS" | awk '{print $(int((NF + 1) / 2))}')  # the middle budget, for the FFN degree plot
-last() { echo "$1" | awk '{print $NF}'; }
-shown="a$(last "$ALPHAS")_b$(last "$BETAS")"  # the last alpha and beta, for the head map and degree plots
-head_map=""; for budget in $BUDGETS; do head_map+=" np_k${budget}_$shown dsp_k$budget michel_k$budget"; done
+for alpha in $ALPHAS; do for beta in $BETAS; do strengths+=" a${alpha}b${beta}:$alpha:$beta"; done; done
 
 STUDY_DIR="$RUN_DIR" RESULTS_DIR="$RESULTS_DIR" DATA_BIN="$DATA_BIN" PRETRAINED="$RUN_DIR/dense/checkpoint_last.pt" \
-    EPOCHS="$EPOCHS" STRENGTHS="$strengths" NP_BUDGETS="$BUDGETS" THETAS="$THETAS" DSP_BUDGETS="$BUDGETS" \
-    MICHEL_BUDGETS="$BUDGETS" DSP_ANNEAL_UPDATES="$DSP_ANNEAL_UPDATES" ARCH="$ARCH" LR="$FINETUNE_LR" \
+    EPOCHS="$FINETUNE_EPOCHS" SELECT_EPOCHS="$SELECT_EPOCHS" STRENGTHS="$strengths" BUDGETS="$BUDGETS" \
+    SELECT_BUDGET="$SELECT_BUDGET" SEEDS="$SEEDS" ARCH="$ARCH" LR="$FINETUNE_LR" \
     DROPOUT="$DROPOUT" MAX_TOKENS="$MAX_TOKENS" DEVICE_FLAGS="$DEVICE_FLAGS" FAIRSEQ_TRAIN="$FAIRSEQ_TRAIN" \
-    PHASES="$PHASES" SEC_PER_EPOCH="" TITLE="IWSLT14 De-En, wide 108-head transformer" \
-    HEAD_MAP_RUNS="$head_map" DEGREE_RUNS="dense np_k${mid}_$shown l1_$shown dsp_k$mid" PYTHON="$PYTHON" \
+    PHASES="$PHASES" SEC_PER_RUN="" LANES="${LANES:-1}" THREADS="${THREADS:-$(nproc)}" \
+    TITLE="IWSLT14 De-En, wide 108-head transformer" PYTHON="$PYTHON" \
     bash examples/iwslt14_de_en/study.sh "$@"

@@ -4,7 +4,7 @@ The paper's head count is only an implicit function of theta (its stated limitat
 asked for a total number of heads: the threshold is searched among the distances that actually occur.
 """
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from .heads import EliminationPlan, ModuleDistances, plan_from_distances
 
@@ -63,3 +63,32 @@ def choose_theta(modules: Sequence[ModuleDistances], target: int, floor: int) ->
             if best.reached:
                 return best
     return best
+
+
+def exact_budget_plans(modules: Sequence[ModuleDistances], target: int) -> Tuple[Optional[float], List[EliminationPlan]]:
+    """Plans that keep exactly ``target`` heads in total, so that every method of a comparison keeps the
+    same number: the smallest theta whose passes keep at most ``target``, then, while fewer are kept, the
+    pruned head farthest from its keeper (over all modules; the later module and head first on equal
+    distances) is restored: it stays active and is not folded.
+
+    Args:
+        modules: distances of every attention module's active heads.
+        target: heads to keep (at least the number of modules: each keeps one).
+    Returns:
+        (theta, plans, one per module); (None, []) when the modules already keep at most ``target``.
+    """
+    if target < len(modules):
+        raise ValueError(f"a budget of {target} heads cannot keep one head in each of {len(modules)} modules")
+    if sum(len(m.live) for m in modules) <= target:
+        return None, []
+    candidates = sorted({float(d) for m in modules for i, row in enumerate(m.distances) for d in row[i + 1 :]})
+    for theta in candidates:  # the largest distance makes every module one group: its pass keeps len(modules)
+        plans = [plan_from_distances(m, theta) for m in modules]
+        kept = sum(kept_heads(p) for p in plans)
+        if kept <= target:
+            break
+    farthest = sorted(((float(m.distances[m.live.index(h), m.live.index(p.kept_for[h])]), i, h)
+                       for i, (m, p) in enumerate(zip(modules, plans)) for h in p.pruned), reverse=True)
+    for _, i, h in farthest[: target - kept]:
+        plans[i].kept_for[h] = h
+    return theta, plans

@@ -10,13 +10,14 @@ KIND is one of bleu-vs-heads, bleu-vs-sparsity, frontier, head-map, ffn-degrees.
 """
 import argparse
 import logging
+import statistics
 import zlib
 from collections import defaultdict
 from typing import Dict, List
 
 from ..cli import exit_on_value_error
 from .outputs import prepare_output
-from .records import load_records
+from .records import load_records, series
 
 NEEDS = {
     "bleu-vs-heads": {},
@@ -83,19 +84,45 @@ def draw_bleu_vs_sparsity(plt, records, args):
     return draw_bleu_against(plt, records, "weight_sparsity", "weight sparsity (q/k/v/out, fc1/fc2; removed heads count as zero)")
 
 
+def seed_points(records, field):
+    """One point per run, or per head budget where a record series holds several seeds of it: the means of
+    ``field`` and BLEU over those seeds and the BLEU's sample standard deviation (0 for one run)."""
+    runs = defaultdict(list)
+    for r in records:
+        runs[r.get("budget") if r.get("seed") is not None else id(r)].append(r)
+    points = []
+    for group in runs.values():
+        bleus = [r["bleu"] for r in group]
+        points.append((statistics.fmean(r[field] for r in group), statistics.fmean(bleus),
+                       statistics.stdev(bleus) if len(bleus) > 1 else 0.0))
+    return sorted(points)
+
+
 def draw_bleu_against(plt, records, field, xlabel):
-    """BLEU against the records' ``field``, one line per method sorted by it; dense as a dashed reference line."""
+    """BLEU against the records' ``field``, one line per record series (the method, or the run name without
+    its budget and seed) sorted by it, with the seed spread as error bars; dense as a dashed reference line."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
     reference = dense_bleu(records)
     if reference is not None:
         ax.axhline(reference, color="black", linestyle="--", linewidth=1, label=f"dense ({reference:.2f})")
-    for method, group in by_method(records).items():
-        group = sorted(group, key=lambda r: r[field])
+    groups = defaultdict(list)
+    for record in records:
+        groups[series(record)].append(record)
+    methods_drawn = set()
+    for name, group in groups.items():
+        method = group[0]["method"]
+        xs, ys, errs = zip(*seed_points(group, field))
         style = {"marker": "*", "markersize": 10, "linestyle": "none"} if method == "dense" else {"marker": "o"}
-        ax.plot([r[field] for r in group], [r["bleu"] for r in group], label=method, color=colour(method), **style)
+        if method in methods_drawn and method != "dense":  # a second series of one method: same colour, dashed
+            style = {"marker": "s", "linestyle": "--"}
+        methods_drawn.add(method)
+        if any(errs):
+            ax.errorbar(xs, ys, yerr=errs, capsize=3, label=name, color=colour(method), **style)
+        else:
+            ax.plot(xs, ys, label=name, color=colour(method), **style)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("sacreBLEU")
-    ax.legend()
+    ax.legend(fontsize=8)
     return fig
 
 

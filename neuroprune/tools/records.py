@@ -41,3 +41,18 @@ def load_records(paths, needs: Optional[Dict[str, type]] = None) -> List[dict]:
     if not records:
         raise ValueError("no evaluation records given")
     return records
+
+
+def series(record: dict) -> str:
+    """The configuration a record belongs to, the same for every seed and head budget of it: the name
+    without its ``_s<seed>`` suffix (when the record holds that seed) and then without its ``_k<budget>``
+    suffix (when it holds that budget); a name that carries neither, as a record written without seeds,
+    stands for its method."""
+    name = record["name"]
+    seed, budget = record.get("seed"), record.get("budget")
+    if seed is None or not name.endswith(f"_s{seed}"):
+        return record["method"]
+    name = name[: -len(f"_s{seed}")]
+    if budget is not None and name.endswith(f"_k{budget}"):
+        name = name[: -len(f"_k{budget}")]
+    return name

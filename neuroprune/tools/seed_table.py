@@ -1,0 +1,144 @@
+"""The study's results over fine-tuning seeds: mean and spread of each configuration at each head budget,
+and sacrebleu's paired bootstrap, pooled over seeds, of chosen configurations against every other one.
+
+Usage:
+    python -m neuroprune.tools.seed_table RECORD... --text-dir DIR --compare np_strong,np_plus_strong \
+        [--control dense] [--samples 1000] [--out-tsv T] [--out-md M] [--out-json J] [--overwrite]
+
+A configuration is a record's series (``records.series``: the run name without ``_k<budget>_s<seed>``).
+Each row: the seeds found, mean and sample standard deviation of sacreBLEU, the mean heads kept and weight
+sparsity, the updates trained (one value when all runs of the study trained the same number, else a
+warning), and the mean BLEU minus the control's (``--control``, a series without budget). At each budget,
+each ``--compare`` configuration is tested against every other configuration at that budget and against
+the control: the systems are the seeds both have (``DIR/NAME.hyp``, references ``DIR/test.ref``),
+concatenated in seed order. Equal pooled scores are never called a difference (sacrebleu's p-value is
+1/(samples+1) when neither system ever differs, e.g. both at 0 BLEU).
+"""
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from typing import Dict, List, Optional, Tuple
+
+from ..cli import exit_on_value_error, overwrite_flag
+from .outputs import prepare_output
+from .records import load_records, series
+from .significance import paired_bootstrap, read_lines
+
+Key = Tuple[str, Optional[int]]  # (series, budget)
+
+
+def group(records: List[dict]) -> Dict[Key, Dict[int, dict]]:
+    """Records by (series, budget), then by seed; a seed given twice for one configuration is refused."""
+    groups: Dict[Key, Dict[int, dict]] = defaultdict(dict)
+    for r in records:
+        key = (series(r), r.get("budget"))
+        if r.get("seed") in groups[key]:
+            raise ValueError(f"records: {r['name']} repeats seed {r.get('seed')} of {key[0]}" + (f" at K {key[1]}" if key[1] else ""))
+        groups[key][r.get("seed")] = r
+    return dict(groups)
+
+
+def summary_row(key: Key, runs: Dict[int, dict], control_mean: Optional[float]) -> dict:
+    """Mean and sample standard deviation (0 for one seed) of one configuration's BLEU, with its topology."""
+    bleus = [runs[s]["bleu"] for s in sorted(runs, key=str)]
+    mean = statistics.fmean(bleus)
+    return {
+        "config": key[0], "budget": key[1], "seeds": sorted(runs, key=str), "n": len(bleus),
+        "bleu_mean": round(mean, 2), "bleu_std": round(statistics.stdev(bleus), 2) if len(bleus) > 1 else 0.0,
+        "bleus": bleus,
+        "heads_kept": round(statistics.fmean(r["heads_kept"] for r in runs.values()), 1),
+        "weight_sparsity": round(statistics.fmean(r["weight_sparsity"] for r in runs.values()), 4),
+        "vs_control": None if control_mean is None else round(mean - control_mean, 2),
+    }
+
+
+def pooled(text_dir: str, runs: Dict[int, dict], seeds: List) -> List[str]:
+    """The hypotheses of ``runs`` at ``seeds``, concatenated in that order."""
+    lines: List[str] = []
+    for s in seeds:
+        lines += read_lines(f"{text_dir}/{runs[s]['name']}.hyp", "--text-dir")
+    return lines
+
+
+def comparisons(groups, compare: List[str], control: Optional[str], text_dir: str, samples: int) -> List[dict]:
+    """At each budget, each ``compare`` configuration against every other configuration there and the control,
+    on the seeds both have (pooled); one dict per pair with both BLEUs and the p-value."""
+    refs = read_lines(f"{text_dir}/test.ref", "--text-dir")
+    control_runs = groups.get((control, None)) if control else None
+    results = []
+    for (name, budget), runs in sorted(groups.items(), key=lambda kv: (str(kv[0][1]), kv[0][0])):
+        if name not in compare or budget is None:
+            continue
+        others = [(k, v) for k, v in groups.items() if k[1] == budget and k[0] != name]
+        if control_runs:
+            others.append(((control, None), control_runs))
+        for (other, other_budget), other_runs in others:
+            seeds = sorted(set(runs) & set(other_runs), key=str)
+            if not seeds:
+                continue
+            rows = paired_bootstrap({other: pooled(text_dir, other_runs, seeds), name: pooled(text_dir, runs, seeds)},
+                                    refs * len(seeds), samples)
+            results.append({"budget": budget, "config": name, "against": other, "seeds": seeds,
+                            "bleu": rows[1]["bleu"], "against_bleu": rows[0]["bleu"], "p_value": rows[1]["p_value"],
+                            "significant": rows[1]["p_value"] < 0.05 and rows[1]["bleu"] != rows[0]["bleu"]})
+    return results
+
+
+def markdown(rows: List[dict], tests: List[dict], control: Optional[str]) -> str:
+    """The two tables as markdown."""
+    lines = ["| config | K | seeds | sacreBLEU mean +- sd | heads kept | weight sparsity | vs " + (control or "control") + " |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        vs = "" if r["vs_control"] is None else f"{r['vs_control']:+.2f}"
+        lines.append(f"| {r['config']} | {r['budget'] or '-'} | {r['n']} | {r['bleu_mean']:.2f} +- {r['bleu_std']:.2f} | "
+                     f"{r['heads_kept']:g} | {r['weight_sparsity']:.4f} | {vs} |")
+    if tests:
+        lines += ["", "| K | config | against | seeds | BLEU (pooled) | against | p | p < 0.05 |", "|---|---|---|---|---|---|---|---|"]
+        for t in tests:
+            lines.append(f"| {t['budget']} | {t['config']} | {t['against']} | {len(t['seeds'])} | {t['bleu']:.2f} | "
+                         f"{t['against_bleu']:.2f} | {t['p_value']:.4f} | {'yes' if t['significant'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[overwrite_flag("replace existing output files")])
+    p.add_argument("records", nargs="+", help="test-split evaluation records, one per run, with their seed fields")
+    p.add_argument("--text-dir", required=True, help="folder of NAME.hyp per record and test.ref (tools.evaluate --text-out)")
+    p.add_argument("--compare", default="", help="comma-separated configurations tested against every other one at their budgets")
+    p.add_argument("--control", default=None, help="the configuration without budget that 'vs control' and the tests measure against")
+    p.add_argument("--samples", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--out-tsv", default=None, help="TSV file of the per-configuration rows")
+    p.add_argument("--out-md", default=None, help="markdown file of both tables")
+    p.add_argument("--out-json", default=None, help="JSON file of rows and tests")
+    args = p.parse_args(argv)
+    outs = {flag: prepare_output(path, flag, args.overwrite) for flag, path in
+            (("--out-tsv", args.out_tsv), ("--out-md", args.out_md), ("--out-json", args.out_json)) if path}
+    with exit_on_value_error():
+        groups = group(load_records(args.records, {"seed": int}))
+    compare = [c for c in args.compare.split(",") if c]
+    known = {k[0] for k in groups}
+    for name in compare + ([args.control] if args.control else []):
+        if name not in known:
+            raise SystemExit(f"--compare/--control: no records of configuration '{name}' (found: {', '.join(sorted(known))})")
+    control_runs = groups.get((args.control, None)) if args.control else None
+    control_mean = statistics.fmean(r["bleu"] for r in control_runs.values()) if control_runs else None
+    rows = [summary_row(k, v, control_mean) for k, v in sorted(groups.items(), key=lambda kv: (-(kv[0][1] or 10**9), kv[0][0]))]
+    updates = sorted({r.get("num_updates") for runs in groups.values() for r in runs.values()}, key=str)
+    if len(updates) != 1:
+        print(f"seed_table: WARNING the runs trained different numbers of updates: {updates}")
+    tests = comparisons(groups, compare, args.control, args.text_dir, args.samples) if compare else []
+    table = markdown(rows, tests, args.control)
+    print(table, end="")
+    if "--out-md" in outs:
+        outs["--out-md"].write_text(table)
+    if "--out-tsv" in outs:
+        cols = ["config", "budget", "n", "bleu_mean", "bleu_std", "heads_kept", "weight_sparsity", "vs_control"]
+        outs["--out-tsv"].write_text("\t".join(cols) + "\n" + "".join("\t".join(str(r[c]) for c in cols) + "\n" for r in rows))
+    if "--out-json" in outs:
+        outs["--out-json"].write_text(json.dumps({"updates": updates, "rows": rows, "tests": tests}, indent=2) + "\n")
+    return rows, tests
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The study's summary over seeds (tools.seed_table), its choice on valid (tools.pick_best), the record
+series and the seed-aggregated plot points: expected values worked out by hand or with sacrebleu directly."""
+import json
+import math
+
+import pytest
+import sacrebleu
+
+from neuroprune.tools import pick_best, plots, seed_table
+from neuroprune.tools.records import series
+
+REFS = [f"the cat number {i} sat on the mat near door {i % 7}" for i in range(60)]
+
+
+def _record(name, method, bleu, seed=None, budget=None, subset="test", heads=54, updates=486):
+    return {"name": name, "method": method, "bleu": bleu, "heads_kept": heads, "heads_total": 108,
+            "weight_sparsity": 0.5 * (108 - heads) / 108, "seed": seed, "budget": budget, "subset": subset,
+            "num_updates": updates}
+
+
+def _write(tmp_path, records, hyps=None):
+    paths = []
+    for r in records:
+        path = tmp_path / f"{r['name']}.json"
+        path.write_text(json.dumps(r))
+        paths.append(str(path))
+    for name, lines in (hyps or {}).items():
+        (tmp_path / f"{name}.hyp").write_text("".join(line + "\n" for line in lines))
+    (tmp_path / "test.ref").write_text("".join(line + "\n" for line in REFS))
+    return paths
+
+
+@pytest.mark.parametrize("record,expected", [
+    (_record("np_strong_k54_s2", "neuroprune", 1, seed=2, budget=54), "np_strong"),
+    (_record("dense_s3", "dense", 1, seed=3), "dense"),
+    (_record("np_k54_strong", "neuroprune", 1, budget=54), "neuroprune"),  # an old record: no seed field
+    (_record("michel_k27_s1", "michel", 1, seed=2, budget=27), "michel"),  # the seed in the name is not the record's
+])
+def test_series_strips_the_seed_then_the_budget(record, expected):
+    assert series(record) == expected
+
+
+def _damaged(lines, every):
+    """Every ``every``-th sentence replaced by unrelated words."""
+    return [("completely different words here" if i % every == 0 else line) for i, line in enumerate(lines)]
+
+
+def test_rows_hold_mean_and_sample_sd_and_the_loss_against_the_control(tmp_path):
+    records = [_record(f"np_k54_s{s}", "neuroprune", b, seed=s, budget=54) for s, b in ((1, 20.0), (2, 22.0), (3, 24.0))]
+    records += [_record(f"dense_s{s}", "dense", b, seed=s, heads=108) for s, b in ((1, 25.0), (2, 26.0))]
+    rows, tests = seed_table.main([*_write(tmp_path, records), "--text-dir", str(tmp_path), "--control", "dense"])
+    assert tests == []
+    by = {(r["config"], r["budget"]): r for r in rows}
+    np_row = by[("np", 54)]
+    assert np_row["n"] == 3 and np_row["bleu_mean"] == 22.0
+    assert np_row["bleu_std"] == 2.0  # sqrt(((-2)^2 + 0 + 2^2) / 2)
+    assert np_row["vs_control"] == -3.5  # 22 - (25 + 26) / 2
+    assert by[("dense", None)]["bleu_std"] == pytest.approx(math.sqrt(0.5), abs=0.01)
+    assert [r["config"] for r in rows] == ["dense", "np"]  # dense first, then budgets from the largest
+
+
+def test_pooled_bootstrap_uses_the_seeds_both_have_and_finds_a_real_difference(tmp_path):
+    good = {s: _damaged(REFS, 10 + s) for s in (1, 2, 3)}
+    bad = {s: _damaged(REFS, 2) for s in (1, 2)}
+    records = [_record(f"np_k54_s{s}", "neuroprune", 0.0, seed=s, budget=54) for s in good]
+    records += [_record(f"dsp_joint_k54_s{s}", "dsp", 0.0, seed=s, budget=54) for s in bad]
+    records += [_record("michel_k27_s1", "michel", 0.0, seed=1, budget=27)]  # another budget: not compared
+    hyps = {f"np_k54_s{s}": good[s] for s in good} | {f"dsp_joint_k54_s{s}": bad[s] for s in bad}
+    _, tests = seed_table.main([*_write(tmp_path, records, hyps), "--text-dir", str(tmp_path), "--compare", "np",
+                                "--samples", "200", "--out-json", str(tmp_path / "out.json")])
+    assert len(tests) == 1
+    test = tests[0]
+    assert (test["config"], test["against"], test["seeds"]) == ("np", "dsp_joint", [1, 2])
+    pooled_np = sacrebleu.corpus_bleu(good[1] + good[2], [REFS * 2]).score
+    pooled_dsp = sacrebleu.corpus_bleu(bad[1] + bad[2], [REFS * 2]).score
+    assert test["bleu"] == pytest.approx(pooled_np, abs=0.01) and test["against_bleu"] == pytest.approx(pooled_dsp, abs=0.01)
+    assert test["significant"] and test["p_value"] < 0.05
+    assert json.loads((tmp_path / "out.json").read_text())["tests"][0]["against"] == "dsp_joint"
+
+
+def test_bad_input_is_named(tmp_path):
+    paths = _write(tmp_path, [_record("np_k54_s1", "neuroprune", 20.0, seed=1, budget=54)])
+    with pytest.raises(SystemExit, match="no records of configuration 'dsp'"):
+        seed_table.main([*paths, "--text-dir", str(tmp_path), "--compare", "dsp"])
+    twice = _write(tmp_path, [_record("np_k54_s1", "neuroprune", 20.0, seed=1, budget=54)])
+    (tmp_path / "copy.json").write_text((tmp_path / "np_k54_s1.json").read_text())
+    with pytest.raises(SystemExit, match="repeats seed 1 of np at K 54"):
+        seed_table.main([*twice, str(tmp_path / "copy.json"), "--text-dir", str(tmp_path)])
+    (tmp_path / "noseed.json").write_text(json.dumps({k: v for k, v in _record("x", "dense", 1.0).items() if k != "seed"}))
+    with pytest.raises(SystemExit, match="field 'seed' missing"):
+        seed_table.main([str(tmp_path / "noseed.json"), "--text-dir", str(tmp_path)])
+
+
+def test_pick_best_takes_the_highest_valid_bleu_and_the_first_of_equals(tmp_path, capsys):
+    records = [_record(n, "neuroprune", b, subset="valid") for n, b in (("weak", 20.0), ("strong", 21.5), ("mid", 21.5))]
+    assert pick_best.main([*_write(tmp_path, records), "--out", str(tmp_path / "c.json")]) == "strong"
+    assert capsys.readouterr().out.strip() == "strong"
+    assert json.loads((tmp_path / "c.json").read_text())["candidates"] == {"weak": 20.0, "strong": 21.5, "mid": 21.5}
+
+
+def test_pick_best_refuses_test_records_and_mixed_splits(tmp_path):
+    (tmp_path / "t").mkdir(), (tmp_path / "m").mkdir()
+    test = _write(tmp_path / "t", [_record("a", "dsp", 1.0), _record("b", "dsp", 2.0)])
+    with pytest.raises(SystemExit, match="test-split records"):
+        pick_best.main(test)
+    assert pick_best.main([*test, "--allow-test"]) == "b"
+    mixed = _write(tmp_path / "m", [_record("a", "dsp", 1.0, subset="valid"), _record("b", "dsp", 2.0)])
+    with pytest.raises(SystemExit, match="different splits"):
+        pick_best.main(mixed)
+
+
+def test_plot_points_average_the_seeds_of_a_budget_and_keep_seedless_runs_apart():
+    records = [_record("np_k54_s1", "neuroprune", 20.0, seed=1, budget=54, heads=54),
+               _record("np_k54_s2", "neuroprune", 22.0, seed=2, budget=54, heads=56),
+               _record("np_k27_s1", "neuroprune", 15.0, seed=1, budget=27, heads=27)]
+    points = plots.seed_points(records, "heads_kept")
+    assert points[0] == (27, 15.0, 0.0)
+    assert points[1][:2] == (55, 21.0) and points[1][2] == pytest.approx(math.sqrt(2))
+    seedless = [_record("a", "magnitude", 10.0, budget=54), _record("b", "magnitude", 12.0, budget=54)]
+    assert len(plots.seed_points(seedless, "weight_sparsity")) == 2
+
+
+def test_equal_pooled_scores_are_not_called_a_difference(tmp_path):
+    same = _damaged(REFS, 3)
+    records = [_record("np_k54_s1", "neuroprune", 0.0, seed=1, budget=54), _record("michel_k54_s1", "michel", 0.0, seed=1, budget=54)]
+    _, tests = seed_table.main([*_write(tmp_path, records, {"np_k54_s1": same, "michel_k54_s1": same}), "--text-dir",
+                                str(tmp_path), "--compare", "np", "--samples", "100"])
+    assert tests[0]["bleu"] == tests[0]["against_bleu"] and not tests[0]["significant"]
