@@ -21,8 +21,8 @@
 # Usage: bash examples/iwslt14_de_en/study.sh [extra fairseq-train args]   (env overrides below; PHASES selects steps)
 set -euo pipefail
 
-STUDY_DIR=${STUDY_DIR:-runs/study}
-RESULTS_DIR=${RESULTS_DIR:-examples/iwslt14_de_en/results/study}
+STUDY_DIR=${STUDY_DIR:-runs/seed_study}
+RESULTS_DIR=${RESULTS_DIR:-examples/iwslt14_de_en/results/seed_study}
 DEMO_DIR=${DEMO_DIR:-runs/offline_demo}
 DATA_BIN=${DATA_BIN:-data/offline_de_en_libreoffice/data-bin40}
 PRETRAINED=${PRETRAINED:-$DEMO_DIR/dense/checkpoint_last.pt}
@@ -44,7 +44,7 @@ BENCH_THREADS=${BENCH_THREADS:-1}  # CPU threads per benchmarked generation (1: 
 DEVICE_FLAGS=${DEVICE_FLAGS:---cpu}  # fairseq-train device flags; generation runs on CPU when they hold --cpu
 PHASES=${PHASES:-"train evaluate summary"}  # also: export bench (each run exported and its generation timed)
 TITLE=${TITLE:-"offline German-English corpus, narrow 108-head model"}
-SEC_PER_RUN=${SEC_PER_RUN-840}  # measured: a 2-epoch fine-tuning (486 updates) on one thread beside another, ~14 min
+SEC_PER_RUN=${SEC_PER_RUN-840}  # a 2-epoch fine-tuning (486 updates) on one thread beside another: estimated from 2-thread epochs of ~255 s
 SEC_PER_EVAL=${SEC_PER_EVAL:-60}  # beam-5 generation of 1,500 sentences on one thread
 PYTHON=${PYTHON:-.venv/bin/python}
 
