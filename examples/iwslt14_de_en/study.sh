@@ -44,8 +44,8 @@ BENCH_THREADS=${BENCH_THREADS:-1}  # CPU threads per benchmarked generation (1: 
 DEVICE_FLAGS=${DEVICE_FLAGS:---cpu}  # fairseq-train device flags; generation runs on CPU when they hold --cpu
 PHASES=${PHASES:-"train evaluate summary"}  # also: export bench (each run exported and its generation timed)
 TITLE=${TITLE:-"offline German-English corpus, narrow 108-head model"}
-SEC_PER_RUN=${SEC_PER_RUN-840}  # a 2-epoch fine-tuning (486 updates) on one thread beside another: estimated from 2-thread epochs of ~255 s
-SEC_PER_EVAL=${SEC_PER_EVAL:-60}  # beam-5 generation of 1,500 sentences on one thread
+SEC_PER_RUN=${SEC_PER_RUN-840}  # measured 2026-12-01: the first dense control (486 updates) trained in 824 s on one thread beside the test suite
+SEC_PER_EVAL=${SEC_PER_EVAL:-65}  # measured alongside: beam-5 generation of 1,500 sentences on one thread, ~65 s
 PYTHON=${PYTHON:-.venv/bin/python}
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,22p "$0"; exit 0; fi
