@@ -106,7 +106,8 @@ run_one() {  # run_one "NAME METHOD BUDGET SEED VARS...": train, evaluate on val
         [[ "$budget" != "-" ]] && env_vars+=(BUDGET="$budget")
         # shellcheck disable=SC2206
         env_vars+=($vars)
-        env "${env_vars[@]}" bash examples/iwslt14_de_en/finetune.sh "${EXTRA_ARGS[@]}" > "$dir/train.log" 2>&1 \
+        # appended: a run cut short resumes from its checkpoint_last.pt, and its log keeps the earlier epochs' lines
+        env "${env_vars[@]}" bash examples/iwslt14_de_en/finetune.sh "${EXTRA_ARGS[@]}" >> "$dir/train.log" 2>&1 \
             || { tail -20 "$dir/train.log" >&2; die "training $name failed (log: $dir/train.log)"; }
         grep -E "neuroprune \||dsp \||\| train \| epoch|\| valid \| epoch|michel \|" "$dir/train.log" > "$RESULTS_DIR/logs/$name.txt" || true
         touch "$dir/done"
