@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+import torch
 from fairseq import metrics
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
@@ -29,6 +30,18 @@ from .optim_sync import copy_model_params_to_master
 from .rank_check import check_identical_across_ranks
 
 logger = logging.getLogger(__name__)
+
+
+class BFloat16Autocast:
+    """A criterion whose forward (``criterion(model, sample)``, the model's forward included) runs under CPU
+    bfloat16 autocast; fairseq's ``train_step`` then runs the backward outside it, as PyTorch advises."""
+
+    def __init__(self, criterion):
+        self.criterion = criterion
+
+    def __call__(self, model, sample):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.criterion(model, sample)
 
 
 @dataclass
@@ -94,6 +107,11 @@ class NeuroPruneTranslationConfig(TranslationConfig):
         default=4096,
         metadata={"help": "tokens per calibration batch"},
     )
+    np_cpu_bf16_autocast: bool = field(
+        default=False,
+        metadata={"help": "run each training forward under torch.autocast('cpu', bfloat16): matmuls in bfloat16, weights, "
+                          "optimizer and penalties in float32 (a faster CPU training path; validation stays float32)"},
+    )
 
 
 @register_task("neuroprune_translation", dataclass=NeuroPruneTranslationConfig)
@@ -140,6 +158,11 @@ class NeuroPruneTranslationTask(TranslationTask):
                 f"{modules} attention modules, at most its {head_masks.total_heads(model)} heads"
             )
         return model
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        if self.cfg.np_cpu_bf16_autocast:
+            criterion = BFloat16Autocast(criterion)
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
     def get_batch_iterator(self, dataset, *args, **kwargs):
         epoch_itr = super().get_batch_iterator(dataset, *args, **kwargs)

@@ -185,8 +185,8 @@ def test_training_overhead_benchmark_reports_ratios_and_pass_share(pretrained, t
         "--dsp-heads", "27", "--model-args", " ".join([*TINY_MODEL, *PRENORM, "--max-tokens", "600"]),
     ])
     results = report["results"]
-    assert set(results) == {"plain", "neuroprune", "dsp"}
-    for name in ("neuroprune", "dsp"):  # each against plain's speed, not its own
+    assert set(results) == {"plain", "plain_bf16", "neuroprune", "dsp"}
+    for name in ("neuroprune", "dsp", "plain_bf16"):  # each against plain's speed, not its own
         assert results[name]["ratio_to_plain"] == pytest.approx(results[name]["median_wps"] / results["plain"]["median_wps"], abs=1e-3)
     assert all(r["median_wps"] > 0 and r["intervals"] == 2 for r in results.values())  # 6 updates / 2 a line, first dropped
     assert report["updates_per_epoch"] == 4  # 240 toy pairs at --max-tokens 600
@@ -194,3 +194,4 @@ def test_training_overhead_benchmark_reports_ratios_and_pass_share(pretrained, t
     assert 0 < report["elimination_pass_fraction_of_epoch"] < 1
     written = json.loads((tmp_path / "bench_train.json").read_text())
     assert "--np-dsp-heads 27" in written["configurations"]["dsp"] and "--np-" not in written["configurations"]["plain"]
+    assert written["configurations"]["plain_bf16"] == written["configurations"]["plain"] + " --np-cpu-bf16-autocast"

@@ -1,4 +1,5 @@
-"""Training overhead: plain label-smoothed CE vs NeuroPrune vs DSP on the same model, data and seed.
+"""Training overhead: plain label-smoothed CE vs NeuroPrune vs DSP on the same model, data and seed, and the
+speed of plain CE under CPU bfloat16 autocast (``--np-cpu-bf16-autocast``, configuration ``plain_bf16``).
 
 Usage:
     python -m neuroprune_fairseq.tools.bench_train --data-bin DIR --pretrained DENSE.pt --out bench_train.json \
@@ -54,6 +55,7 @@ def configurations(args) -> dict:
     ours = ["--task", "neuroprune_translation", "--criterion", "neuroprune_label_smoothed_cross_entropy"]
     return {
         "plain": ["--task", "neuroprune_translation", "--criterion", "label_smoothed_cross_entropy"],
+        "plain_bf16": ["--task", "neuroprune_translation", "--criterion", "label_smoothed_cross_entropy", "--np-cpu-bf16-autocast"],
         "neuroprune": ours + ["--np-alpha", str(args.alpha), "--np-beta", str(args.beta), "--np-theta", str(args.theta)],
         "dsp": ["--task", "dsp_translation", "--criterion", "neuroprune_label_smoothed_cross_entropy", "--np-dsp-heads", str(args.dsp_heads)],
     }
