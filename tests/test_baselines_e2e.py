@@ -195,3 +195,11 @@ def test_training_overhead_benchmark_reports_ratios_and_pass_share(pretrained, t
     written = json.loads((tmp_path / "bench_train.json").read_text())
     assert "--np-dsp-heads 27" in written["configurations"]["dsp"] and "--np-" not in written["configurations"]["plain"]
     assert written["configurations"]["plain_bf16"] == written["configurations"]["plain"] + " --np-cpu-bf16-autocast"
+
+
+def test_elimination_timing_reads_the_dictionaries_from_data_bin_not_the_saved_path(pretrained, tmp_path):
+    """A checkpoint trained elsewhere (its saved data path missing here) is timed from --data-bin's dictionaries."""
+    ckpt = torch.load(pretrained / "dense" / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    ckpt["cfg"]["task"]["data"] = str(tmp_path / "trained" / "elsewhere")
+    torch.save(ckpt, tmp_path / "moved.pt")
+    assert bench_train.time_elimination(str(tmp_path / "moved.pt"), str(pretrained / "bin"), 0.3, reps=1) > 0

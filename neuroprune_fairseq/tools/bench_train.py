@@ -79,17 +79,16 @@ def train(args, flags, save_dir) -> list:
     return intervals[1:]
 
 
-def time_elimination(pretrained: str, theta: float, reps: int = 5) -> float:
-    """Median seconds of one elimination pass over every attention module of ``pretrained``'s model."""
-    from fairseq import checkpoint_utils
-
+def time_elimination(pretrained: str, data_bin: str, theta: float, reps: int = 5) -> float:
+    """Median seconds of one elimination pass over every attention module of ``pretrained``'s model (its
+    dictionaries read from ``data_bin``, not from the data path saved in the checkpoint)."""
     from .. import head_masks
+    from .checkpoints import load_model
 
-    models, _ = checkpoint_utils.load_model_ensemble([pretrained])
-    head_masks.attach(models[0])
+    loaded, _, _ = load_model(pretrained, data_bin, cpu=True)
     times = []
     for _ in range(reps):
-        model = copy.deepcopy(models[0])
+        model = copy.deepcopy(loaded)
         start = time.perf_counter()
         head_masks.eliminate(model, theta)
         times.append(time.perf_counter() - start)
@@ -115,7 +114,7 @@ def main(argv=None) -> dict:
         results[name]["ratio_to_plain"] = round(results[name]["median_wps"] / results["plain"]["median_wps"], 3)
     updates_per_epoch = intervals["neuroprune"][0][0]
     epoch_s = updates_per_epoch / results["neuroprune"]["median_ups"]
-    pass_s = time_elimination(args.pretrained, args.theta)
+    pass_s = time_elimination(args.pretrained, args.data_bin, args.theta)
     report = {
         "data_bin": args.data_bin, "pretrained": args.pretrained, "updates": args.updates, "reps": args.reps,
         "configurations": {name: " ".join(flags) for name, flags in configs.items()}, "results": results,
