@@ -75,7 +75,7 @@ finished() { [[ -f "$RESULTS_DIR/records/$1.json" && -f "$RESULTS_DIR/valid/$1.j
 commit() {  # commit NAME: the run's files, in the git work tree that holds RESULTS_DIR, under a lock (lanes finish together)
     [[ "$COMMIT" == 1 ]] || return 0
     local files=() f
-    for f in "$RESULTS_DIR"/{records,valid,logs,reports,bench}/"$1".{json,txt} "$RESULTS_DIR/text/$1.hyp" "$RESULTS_DIR/text/test.ref" "$RESULTS_DIR"/choices/*.json; do
+    for f in "$RESULTS_DIR"/{records,valid,logs,reports,bench}/"$1".{json,txt} "$RESULTS_DIR/text/$1.hyp" "$RESULTS_DIR/text/test.ref" "$RESULTS_DIR"/choices/*.json "$RESULTS_DIR/pretrained.sha256"; do
         [[ -f "$f" ]] && files+=("$(realpath "$f")")
     done
     ( flock 9; git -C "$RESULTS_DIR" add -- "${files[@]}" && { git -C "$RESULTS_DIR" diff --cached --quiet -- "${files[@]}" \
@@ -151,6 +151,13 @@ else
     echo "study: no time estimate (SEC_PER_RUN is empty: set it and SEC_PER_EVAL to seconds measured on this machine)"
 fi
 [[ -f "$PRETRAINED" ]] || die "PRETRAINED=$PRETRAINED does not exist: run the main command (scripts/run_offline_demo.sh) first"
+# Every run of one study starts from the same checkpoint: its sha256 is kept with the records (and committed).
+identity="$RESULTS_DIR/pretrained.sha256"
+checksum=$(sha256sum "$PRETRAINED" | cut -d' ' -f1)
+if [[ ! -f "$identity" ]]; then echo "$checksum" > "$identity"
+elif [[ "$(cat "$identity")" != "$checksum" ]]; then
+    die "PRETRAINED=$PRETRAINED is not the checkpoint this study's records started from (sha256 in $identity); use that one, or another RESULTS_DIR"
+fi
 
 # 1. The first dense control: it also gives the updates per epoch that DSP's anneal spans.
 run_one "$(dense_run "$FIRST_SEED")"
