@@ -195,10 +195,9 @@ done
 run_all "${RUNS[@]}"
 
 # 4. Optional: topology report, export and inference benchmark of every run.
-ALL=("$(dense_run "$FIRST_SEED")" "${candidates[@]}" "${RUNS[@]}")
-declare -A seen=()
+# every run once (the chosen candidates are also main runs)
+mapfile -t ALL < <(printf '%s\n' "$(dense_run "$FIRST_SEED")" "${candidates[@]}" "${RUNS[@]}" | awk '!seen[$1]++')
 for run in "${ALL[@]}"; do
-    [[ -n "${seen[$(name_of "$run")]:-}" ]] && continue; seen[$(name_of "$run")]=1
     read -r name _ <<< "$run"; dir="$STUDY_DIR/$name"
     [[ -f "$dir/checkpoint_last.pt" ]] || continue
     if has_phase export && [[ ! -f "$RESULTS_DIR/reports/$name.json" || ! -f "$dir/exported.pt" ]]; then
@@ -217,12 +216,12 @@ done
 
 # 5. Summary: tables over seeds with the paired bootstrap, and plots.
 if has_phase summary; then
-    mapfile -t records < <(for run in "${ALL[@]}"; do f="$RESULTS_DIR/records/$(name_of "$run").json"; [[ -f "$f" ]] && echo "$f"; done | awk '!seen[$0]++')
+    mapfile -t records < <(for run in "${ALL[@]}"; do f="$RESULTS_DIR/records/$(name_of "$run").json"; [[ -f "$f" ]] && echo "$f"; done)
     if (( ${#records[@]} > 0 )); then
         step "tables over seeds and plots -> $RESULTS_DIR"
         "$PYTHON" -m neuroprune.tools.seed_table "${records[@]}" --text-dir "$RESULTS_DIR/text" \
             --compare "np_$np_strength,np_plus_$plus_strength" --control dense \
-            --out-tsv "$RESULTS_DIR/results.tsv" --out-md "$RESULTS_DIR/results.md" --out-json "$RESULTS_DIR/significance.json"
+            --out-tsv "$RESULTS_DIR/results.tsv" --out-md "$RESULTS_DIR/results.md" --out-json "$RESULTS_DIR/significance.json" --overwrite
         for kind in bleu-vs-heads frontier; do
             "$PYTHON" -m neuroprune.tools.plots "$kind" "${records[@]}" --out "$RESULTS_DIR/$kind.png" --title "$TITLE"
         done

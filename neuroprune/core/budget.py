@@ -14,6 +14,11 @@ def kept_heads(plan: EliminationPlan) -> int:
     return len({keeper for keeper in plan.kept_for if keeper != -1})
 
 
+def candidate_thetas(modules: Sequence[ModuleDistances]) -> List[float]:
+    """The pairwise head distances present in the modules, ascending: the only thresholds at which a pass changes."""
+    return sorted({float(d) for m in modules for i, row in enumerate(m.distances) for d in row[i + 1 :]})
+
+
 def scheduled_target(total: int, budget: int, pass_index: int, passes: int) -> int:
     """Heads to keep after pass ``pass_index`` (1-based) of a linear schedule from ``total`` to ``budget``.
 
@@ -55,8 +60,7 @@ def choose_theta(modules: Sequence[ModuleDistances], target: int, floor: int) ->
     best = ThetaChoice(theta=None, kept=current, reached=current <= target)
     if best.reached:
         return best
-    candidates = sorted({float(d) for m in modules for i, row in enumerate(m.distances) for d in row[i + 1 :]})
-    for theta in candidates:
+    for theta in candidate_thetas(modules):
         kept = sum(kept_heads(plan_from_distances(m, theta)) for m in modules)
         if floor <= kept < best.kept:
             best = ThetaChoice(theta=theta, kept=kept, reached=kept <= target)
@@ -81,8 +85,7 @@ def exact_budget_plans(modules: Sequence[ModuleDistances], target: int) -> Tuple
         raise ValueError(f"a budget of {target} heads cannot keep one head in each of {len(modules)} modules")
     if sum(len(m.live) for m in modules) <= target:
         return None, []
-    candidates = sorted({float(d) for m in modules for i, row in enumerate(m.distances) for d in row[i + 1 :]})
-    for theta in candidates:  # the largest distance makes every module one group: its pass keeps len(modules)
+    for theta in candidate_thetas(modules):  # the largest distance makes every module one group: its pass keeps len(modules)
         plans = [plan_from_distances(m, theta) for m in modules]
         kept = sum(kept_heads(p) for p in plans)
         if kept <= target:
