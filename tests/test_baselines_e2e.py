@@ -140,6 +140,10 @@ def test_study_runs_every_method_with_one_protocol_and_seeds(study):
     log = (results / "logs" / f"np_{np_s}_k27_s2.txt").read_text()  # the only pass ends epoch 1; epoch 2 prunes nothing
     assert "epoch 001 | theta" in log and "epoch 002 | theta" not in log
     assert records["dense_s1"]["heads_kept"] == 108
+    rows = [line.split("\t") for line in (results / "dsp_topk_changes.tsv").read_text().splitlines()[1:]]
+    assert {r[0] for r in rows} == {n for n in expected if n.startswith("dsp_")}
+    assert sorted({(r[1], r[2]) for r in rows}) == [("1", "gates learning"), ("2", "fixed")]
+    assert all(r[3] == "0" for r in rows if r[1] == "2")  # the top-K never moved after the anneal
     log = subprocess.run(["git", "-C", str(results), "log", "--format=@%s", "--name-only"], capture_output=True, text=True).stdout
     commits = {}  # subject -> files, one commit per run
     for block in log.split("@")[1:]:

@@ -16,7 +16,8 @@
 # records exist is neither retrained nor evaluated again, so a study resumes on any machine from the committed
 # records; COMMIT=1 commits each run's files as soon as they exist. LANES one-thread runs go side by side.
 # The summary: mean and spread over seeds, the seed-pooled paired bootstrap of each NeuroPrune variant against
-# each baseline at each budget, and the plots. full_size.sh runs this script with IWSLT14 settings; extra
+# each baseline at each budget, the plots, and DSP's top-K changes per epoch (RESULTS_DIR/dsp_topk_changes.tsv;
+# the summary fails if the top-K moved after SELECT_EPOCHS). full_size.sh runs this script with IWSLT14 settings; extra
 # arguments go to every fine-tuning's fairseq-train.
 # Usage: bash examples/iwslt14_de_en/study.sh [extra fairseq-train args]   (env overrides below; PHASES selects steps)
 set -euo pipefail
@@ -225,6 +226,11 @@ if has_phase summary; then
         for kind in bleu-vs-heads frontier; do
             "$PYTHON" -m neuroprune.tools.plots "$kind" "${records[@]}" --out "$RESULTS_DIR/$kind.png" --title "$TITLE"
         done
+        mapfile -t dsp_logs < <(for f in "${records[@]}"; do n=$(basename "$f" .json); [[ "$n" == dsp_* ]] && echo "$RESULTS_DIR/logs/$n.txt"; done)
+        if (( ${#dsp_logs[@]} > 0 )); then  # fails the study when a DSP run's top-K moved after its anneal
+            "$PYTHON" -m neuroprune.tools.topk_changes "${dsp_logs[@]}" --select-epochs "$SELECT_EPOCHS" \
+                --out "$RESULTS_DIR/dsp_topk_changes.tsv" --overwrite > /dev/null
+        fi
     fi
 fi
 echo
