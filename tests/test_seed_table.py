@@ -59,6 +59,19 @@ def test_rows_hold_mean_and_sample_sd_and_the_loss_against_the_control(tmp_path)
     assert [r["config"] for r in rows] == ["dense", "np"]  # dense first, then budgets from the largest
 
 
+def test_one_seed_has_no_spread_rather_than_zero(tmp_path):
+    records = [_record("np_k54_s1", "neuroprune", 20.0, seed=1, budget=54), _record("np_k54_s2", "neuroprune", 20.0, seed=2, budget=54),
+               _record("michel_k54_s1", "michel", 21.0, seed=1, budget=54)]
+    rows, _ = seed_table.main([*_write(tmp_path, records), "--text-dir", str(tmp_path), "--out-tsv", str(tmp_path / "t.tsv"),
+                               "--out-md", str(tmp_path / "t.md")])
+    by = {r["config"]: r for r in rows}
+    assert by["michel"]["bleu_std"] is None and by["np"]["bleu_std"] == 0.0  # two equal seeds: a measured 0
+    assert "| michel | 54 | 1 | 21.00 (one seed) |" in (tmp_path / "t.md").read_text()
+    assert "| np | 54 | 2 | 20.00 +- 0.00 |" in (tmp_path / "t.md").read_text()
+    tsv = {line.split("\t")[0]: line.split("\t") for line in (tmp_path / "t.tsv").read_text().splitlines()}
+    assert tsv["michel"][4] == "" and tsv["np"][4] == "0.0"
+
+
 def test_pooled_bootstrap_uses_the_seeds_both_have_and_finds_a_real_difference(tmp_path):
     good = {s: _damaged(REFS, 10 + s) for s in (1, 2, 3)}
     bad = {s: _damaged(REFS, 2) for s in (1, 2)}

@@ -40,12 +40,13 @@ def group(records: List[dict]) -> Dict[Key, Dict[int, dict]]:
 
 
 def summary_row(key: Key, runs: Dict[int, dict], control_mean: Optional[float]) -> dict:
-    """Mean and sample standard deviation (0 for one seed) of one configuration's BLEU, with its topology."""
+    """Mean and sample standard deviation (None for one seed: no spread measured) of one configuration's BLEU,
+    with its topology."""
     bleus = [runs[s]["bleu"] for s in sorted(runs, key=str)]
     mean = statistics.fmean(bleus)
     return {
         "config": key[0], "budget": key[1], "seeds": sorted(runs, key=str), "n": len(bleus),
-        "bleu_mean": round(mean, 2), "bleu_std": round(statistics.stdev(bleus), 2) if len(bleus) > 1 else 0.0,
+        "bleu_mean": round(mean, 2), "bleu_std": round(statistics.stdev(bleus), 2) if len(bleus) > 1 else None,
         "bleus": bleus,
         "heads_kept": round(statistics.fmean(r["heads_kept"] for r in runs.values()), 1),
         "weight_sparsity": round(statistics.fmean(r["weight_sparsity"] for r in runs.values()), 4),
@@ -91,7 +92,8 @@ def markdown(rows: List[dict], tests: List[dict], control: Optional[str]) -> str
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         vs = "" if r["vs_control"] is None else f"{r['vs_control']:+.2f}"
-        lines.append(f"| {r['config']} | {r['budget'] or '-'} | {r['n']} | {r['bleu_mean']:.2f} +- {r['bleu_std']:.2f} | "
+        spread = "(one seed)" if r["bleu_std"] is None else f"+- {r['bleu_std']:.2f}"
+        lines.append(f"| {r['config']} | {r['budget'] or '-'} | {r['n']} | {r['bleu_mean']:.2f} {spread} | "
                      f"{r['heads_kept']:g} | {r['weight_sparsity']:.4f} | {vs} |")
     if tests:
         lines += ["", "| K | config | against | seeds | BLEU (pooled) | against | p | p < 0.05 |", "|---|---|---|---|---|---|---|---|"]
@@ -134,7 +136,7 @@ def main(argv=None):
         outs["--out-md"].write_text(table)
     if "--out-tsv" in outs:
         cols = ["config", "budget", "n", "bleu_mean", "bleu_std", "heads_kept", "weight_sparsity", "vs_control"]
-        outs["--out-tsv"].write_text("\t".join(cols) + "\n" + "".join("\t".join(str(r[c]) for c in cols) + "\n" for r in rows))
+        outs["--out-tsv"].write_text("\t".join(cols) + "\n" + "".join("\t".join("" if r[c] is None else str(r[c]) for c in cols) + "\n" for r in rows))
     if "--out-json" in outs:
         outs["--out-json"].write_text(json.dumps({"updates": updates, "rows": rows, "tests": tests}, indent=2) + "\n")
     return rows, tests
