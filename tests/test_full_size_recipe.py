@@ -57,7 +57,7 @@ def test_every_method_is_trained_evaluated_exported_and_tabled(recipe):
     results = root / "runs" / "results"
     with open(results / "results.tsv") as f:
         table = {(row["config"], row["budget"]): row for row in csv.DictReader(f, delimiter="\t")}
-    configs = {name.rsplit("_s", 1)[0].rsplit("_k", 1)[0]: ("None" if "_k" not in name else "27") for name in RUNS}
+    configs = {name.rsplit("_s", 1)[0].rsplit("_k", 1)[0]: ("" if "_k" not in name else "27") for name in RUNS}
     assert set(table) == set(configs.items())
     records = {p.stem: json.loads(p.read_text()) for p in (results / "records").glob("*.json")}
     assert {name: r["method"] for name, r in records.items()} == RUNS

@@ -70,6 +70,7 @@ def test_one_seed_has_no_spread_rather_than_zero(tmp_path):
     assert "| np | 54 | 2 | 20.00 +- 0.00 |" in (tmp_path / "t.md").read_text()
     tsv = {line.split("\t")[0]: line.split("\t") for line in (tmp_path / "t.tsv").read_text().splitlines()}
     assert tsv["michel"][4] == "" and tsv["np"][4] == "0.0"
+    assert tsv["config"][4] == "bleu_std" and tsv["np"][1] == "54"
 
 
 def test_pooled_bootstrap_uses_the_seeds_both_have_and_finds_a_real_difference(tmp_path):
