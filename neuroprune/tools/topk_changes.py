@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from ..cli import at_least, overwrite_flag
-from .outputs import prepare_output
+from .outputs import prepare_output, require_inputs
 
 _EPOCH_LINE = re.compile(r"\| train \| epoch (\d+) \|.*?\| np_dsp_topk_changes ([0-9.]+) ")
 
@@ -39,11 +39,10 @@ def main(argv=None):
                    help="epochs in which the gates learn; later epochs must not change the top-K")
     p.add_argument("--out", default=None, help="TSV file: run, epoch, phase, top-K changes")
     args = p.parse_args(argv)
+    require_inputs(*((log, "LOG") for log in args.logs))
     out = prepare_output(args.out, "--out", args.overwrite) if args.out else None
     rows, missing, moved = ["run\tepoch\tphase\ttopk_changes"], [], []
     for path in map(Path, args.logs):
-        if not path.is_file():
-            raise SystemExit(f"{path}: no such log file")
         changes = changes_per_epoch(path.read_text())
         if not changes:
             missing.append(path.name)
@@ -51,8 +50,9 @@ def main(argv=None):
         for epoch, count in sorted(changes.items()):
             phase = "gates learning" if epoch <= args.select_epochs else "fixed"
             rows.append(f"{path.stem}\t{epoch}\t{phase}\t{count:g}")
-        if unsettled(changes, args.select_epochs):
-            moved.append(f"{path.stem} (epochs {unsettled(changes, args.select_epochs)})")
+        late = unsettled(changes, args.select_epochs)
+        if late:
+            moved.append(f"{path.stem} (epochs {late})")
     text = "\n".join(rows) + "\n"
     if out:
         out.write_text(text)
