@@ -170,6 +170,9 @@ def test_study_summary_tests_the_chosen_neuroprune_against_every_baseline(study)
     row = next(r for r in summary["rows"] if r["config"] == "michel" and r["budget"] == 27)
     bleus = [_json(results / "records" / f"michel_k27_s{s}.json")["bleu"] for s in (1, 2)]
     assert row["bleu_mean"] == pytest.approx(sum(bleus) / 2, abs=0.01)
+    header = (results / "results.md").read_text().splitlines()[0]  # the compact table: the chosen variants, DSP's mode
+    dsp = _json(results / "choices" / "dsp.json")["chosen"].rsplit("_k", 1)[0]
+    assert header == f"| K | {np_config} | np_plus_{_json(results / 'choices' / 'np_plus.json')['chosen'].split('_')[2]} | {dsp} | michel | dense |"
     assert (results / "bleu-vs-heads.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -140,3 +140,20 @@ def test_equal_pooled_scores_are_not_called_a_difference(tmp_path):
     _, tests = seed_table.main([*_write(tmp_path, records, {"np_k54_s1": same, "michel_k54_s1": same}), "--text-dir",
                                 str(tmp_path), "--compare", "np", "--samples", "100"])
     assert tests[0]["bleu"] == tests[0]["against_bleu"] and not tests[0]["significant"]
+
+
+def test_grid_puts_each_configuration_at_its_budget_with_its_own_spread(tmp_path):
+    bleus = {("np", 81): (26.0, 28.0), ("np", 27): (20.0,), ("michel", 81): (27.0, 27.0, 30.0)}
+    records = [_record(f"{c}_k{k}_s{s}", c, b, seed=s, budget=k) for (c, k), bs in bleus.items() for s, b in enumerate(bs, 1)]
+    records += [_record("dense_s1", "dense", 29.0, seed=1, heads=108)]
+    seed_table.main([*_write(tmp_path, records), "--text-dir", str(tmp_path), "--control", "dense", "--grid", "np,michel",
+                     "--out-md", str(tmp_path / "t.md")])
+    lines = (tmp_path / "t.md").read_text().splitlines()
+    assert lines[0] == "| K | np | michel | dense |"
+    cells = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in lines[2:5]}
+    assert cells["108"] == ["", "", "29.00 (1 seed)"]  # the control on its own row, at its heads kept
+    assert cells["81"] == ["27.00 +- 1.41 (2)", "28.00 +- 1.73 (3)", ""]  # sd sqrt(2), sqrt(3): worked by hand
+    assert cells["27"] == ["20.00 (1 seed)", "", ""]  # michel has no K 27 run: an empty cell, not a zero
+    assert lines[5] == ""  # then the per-configuration table
+    with pytest.raises(SystemExit, match="--grid.*'dsp'"):
+        seed_table.main([*_write(tmp_path, records), "--text-dir", str(tmp_path), "--grid", "np,dsp"])

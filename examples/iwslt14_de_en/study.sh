@@ -222,6 +222,7 @@ if has_phase summary; then
         step "tables over seeds and plots -> $RESULTS_DIR"
         "$PYTHON" -m neuroprune.tools.seed_table "${records[@]}" --text-dir "$RESULTS_DIR/text" \
             --compare "np_$np_strength,np_plus_$plus_strength" --control dense \
+            --grid "np_$np_strength,np_plus_$plus_strength,dsp_$dsp_mode,michel" \
             --out-tsv "$RESULTS_DIR/results.tsv" --out-md "$RESULTS_DIR/results.md" --out-json "$RESULTS_DIR/significance.json" --overwrite
         for kind in bleu-vs-heads frontier; do
             "$PYTHON" -m neuroprune.tools.plots "$kind" "${records[@]}" --out "$RESULTS_DIR/$kind.png" --title "$TITLE"

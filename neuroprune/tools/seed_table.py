@@ -3,7 +3,8 @@ and sacrebleu's paired bootstrap, pooled over seeds, of chosen configurations ag
 
 Usage:
     python -m neuroprune.tools.seed_table RECORD... --text-dir DIR --compare np_strong,np_plus_strong \
-        [--control dense] [--samples 1000] [--out-tsv T] [--out-md M] [--out-json J] [--overwrite]
+        [--control dense] [--grid np_strong,dsp_joint,michel] [--samples 1000] [--out-tsv T] [--out-md M] \
+        [--out-json J] [--overwrite]
 
 A configuration is a record's series (``records.series``: the run name without ``_k<budget>_s<seed>``).
 Each row: the seeds found, mean and sample standard deviation of sacreBLEU, the mean heads kept and weight
@@ -12,7 +13,8 @@ warning), and the mean BLEU minus the control's (``--control``, a series without
 each ``--compare`` configuration is tested against every other configuration at that budget and against
 the control: the systems are the seeds both have (``DIR/NAME.hyp``, references ``DIR/test.ref``),
 concatenated in seed order. Equal pooled scores are never called a difference (sacrebleu's p-value is
-1/(samples+1) when neither system ever differs, e.g. both at 0 BLEU).
+1/(samples+1) when neither system ever differs, e.g. both at 0 BLEU). ``--grid`` adds a first, compact table:
+one row per budget (the control's row first), one column per listed configuration, each cell "mean +- sd (n)".
 """
 import argparse
 import json
@@ -86,8 +88,27 @@ def comparisons(groups, compare: List[str], control: Optional[str], text_dir: st
     return results
 
 
+def cell(row: Optional[dict]) -> str:
+    """One configuration's BLEU over seeds as "mean +- sd (n)", "mean (1 seed)", or empty when it has no runs."""
+    if row is None:
+        return ""
+    return f"{row['bleu_mean']:.2f} (1 seed)" if row["bleu_std"] is None else f"{row['bleu_mean']:.2f} +- {row['bleu_std']:.2f} ({row['n']})"
+
+
+def grid(rows: List[dict], columns: List[str], control: Optional[str]) -> str:
+    """The compact table: budgets (largest first; the control's row on top, at its heads kept) by ``columns``."""
+    by = {(r["config"], r["budget"]): r for r in rows}
+    names = columns + ([control] if control else [])
+    lines = ["| K | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    if control and (control, None) in by:
+        lines.append(f"| {by[(control, None)]['heads_kept']:g} | " + " | " * len(columns) + cell(by[(control, None)]) + " |")
+    for budget in sorted({r["budget"] for r in rows if r["budget"] is not None}, reverse=True):
+        lines.append(f"| {budget} | " + " | ".join(cell(by.get((c, budget))) for c in columns) + (" | " if control else "") + " |")
+    return "\n".join(lines) + "\n\n"
+
+
 def markdown(rows: List[dict], tests: List[dict], control: Optional[str]) -> str:
-    """The two tables as markdown."""
+    """The per-configuration table and the tests as markdown."""
     lines = ["| config | K | seeds | sacreBLEU mean +- sd | heads kept | weight sparsity | vs " + (control or "control") + " |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -109,6 +130,7 @@ def main(argv=None):
     p.add_argument("--text-dir", required=True, help="folder of NAME.hyp per record and test.ref (tools.evaluate --text-out)")
     p.add_argument("--compare", default="", help="comma-separated configurations tested against every other one at their budgets")
     p.add_argument("--control", default=None, help="the configuration without budget that 'vs control' and the tests measure against")
+    p.add_argument("--grid", default="", help="comma-separated configurations, the columns of a first compact table (budget by configuration)")
     p.add_argument("--samples", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--out-tsv", default=None, help="TSV file of the per-configuration rows")
     p.add_argument("--out-md", default=None, help="markdown file of both tables")
@@ -120,9 +142,10 @@ def main(argv=None):
         groups = group(load_records(args.records, {"seed": int}))
     compare = [c for c in args.compare.split(",") if c]
     known = {k[0] for k in groups}
-    for name in compare + ([args.control] if args.control else []):
+    columns = [c for c in args.grid.split(",") if c]
+    for name in compare + columns + ([args.control] if args.control else []):
         if name not in known:
-            raise SystemExit(f"--compare/--control: no records of configuration '{name}' (found: {', '.join(sorted(known))})")
+            raise SystemExit(f"--compare/--grid/--control: no records of configuration '{name}' (found: {', '.join(sorted(known))})")
     control_runs = groups.get((args.control, None)) if args.control else None
     control_mean = statistics.fmean(r["bleu"] for r in control_runs.values()) if control_runs else None
     rows = [summary_row(k, v, control_mean) for k, v in sorted(groups.items(), key=lambda kv: (-(kv[0][1] or 10**9), kv[0][0]))]
@@ -130,7 +153,7 @@ def main(argv=None):
     if len(updates) != 1:
         print(f"seed_table: WARNING the runs trained different numbers of updates: {updates}")
     tests = comparisons(groups, compare, args.control, args.text_dir, args.samples) if compare else []
-    table = markdown(rows, tests, args.control)
+    table = (grid(rows, columns, args.control) if columns else "") + markdown(rows, tests, args.control)
     print(table, end="")
     if "--out-md" in outs:
         outs["--out-md"].write_text(table)
