@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Post-training pruning study: each base model (BASES, name:method:checkpoint; by default the main command's
-# dense model and the comparison study's NeuroPrune+ model at 54 heads, seed 1) pruned with no retraining by each method (METHODS) at
-# each sparsity (SPARSITIES) of the weights its head masks kept, from CALIB_SENTENCES sentences of SUBSET;
+# dense model and the comparison study's NeuroPrune+ model at 54 heads, seed 1) pruned with no retraining by
+# each method (METHODS) at each sparsity (SPARSITIES) of the weights its head masks kept, from CALIB_SENTENCES sentences of SUBSET;
 # then each pruned model evaluated on the whole test split. Per run: RESULTS_DIR/prune/NAME.json (settings,
 # sparsity per matrix, calibration errors, SparseLLM's objective, FFN output errors on held-out sentences,
 # time, memory) and RESULTS_DIR/records/NAME.json (BLEU, tools.evaluate); NAME = BASE_METHOD_sSPARSITY.

@@ -99,12 +99,12 @@ def grid(rows: List[dict], columns: List[str], control: Optional[str]) -> str:
     """The compact table: budgets (largest first; the control's row on top, at its heads kept) by ``columns``."""
     by = {(r["config"], r["budget"]): r for r in rows}
     names = columns + ([control] if control else [])
-    lines = ["| K | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    if control and (control, None) in by:
-        lines.append(f"| {by[(control, None)]['heads_kept']:g} | " + " | " * len(columns) + cell(by[(control, None)]) + " |")
+    table = [[f"{by[(control, None)]['heads_kept']:g}"] + [""] * len(columns) + [cell(by[(control, None)])]] \
+        if control and (control, None) in by else []
     for budget in sorted({r["budget"] for r in rows if r["budget"] is not None}, reverse=True):
-        lines.append(f"| {budget} | " + " | ".join(cell(by.get((c, budget))) for c in columns) + (" | " if control else "") + " |")
-    return "\n".join(lines) + "\n\n"
+        table.append([str(budget)] + [cell(by.get((c, budget))) for c in names])  # the control has no budget: ""
+    lines = ["| K | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in table]) + "\n\n"
 
 
 def markdown(rows: List[dict], tests: List[dict], control: Optional[str]) -> str:
