@@ -66,7 +66,7 @@ def test_one_seed_has_no_spread_rather_than_zero(tmp_path):
                                "--out-md", str(tmp_path / "t.md")])
     by = {r["config"]: r for r in rows}
     assert by["michel"]["bleu_std"] is None and by["np"]["bleu_std"] == 0.0  # two equal seeds: a measured 0
-    assert "| michel | 54 | 1 | 21.00 (one seed) |" in (tmp_path / "t.md").read_text()
+    assert "| michel | 54 | 1 | 21.00 (1 seed) |" in (tmp_path / "t.md").read_text()
     assert "| np | 54 | 2 | 20.00 +- 0.00 |" in (tmp_path / "t.md").read_text()
     tsv = {line.split("\t")[0]: line.split("\t") for line in (tmp_path / "t.tsv").read_text().splitlines()}
     assert tsv["michel"][4] == "" and tsv["np"][4] == "0.0"

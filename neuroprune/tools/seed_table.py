@@ -113,7 +113,7 @@ def markdown(rows: List[dict], tests: List[dict], control: Optional[str]) -> str
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         vs = "" if r["vs_control"] is None else f"{r['vs_control']:+.2f}"
-        spread = "(one seed)" if r["bleu_std"] is None else f"+- {r['bleu_std']:.2f}"
+        spread = "(1 seed)" if r["bleu_std"] is None else f"+- {r['bleu_std']:.2f}"
         lines.append(f"| {r['config']} | {r['budget'] or '-'} | {r['n']} | {r['bleu_mean']:.2f} {spread} | "
                      f"{r['heads_kept']:g} | {r['weight_sparsity']:.4f} | {vs} |")
     if tests:
