@@ -88,19 +88,24 @@ def comparisons(groups, compare: List[str], control: Optional[str], text_dir: st
     return results
 
 
+def bleu_over_seeds(row: dict) -> str:
+    """One configuration's BLEU over seeds as "mean +- sd", or "mean (1 seed)" (no spread measured)."""
+    return f"{row['bleu_mean']:.2f} " + ("(1 seed)" if row["bleu_std"] is None else f"+- {row['bleu_std']:.2f}")
+
+
 def cell(row: Optional[dict]) -> str:
-    """One configuration's BLEU over seeds as "mean +- sd (n)", "mean (1 seed)", or empty when it has no runs."""
+    """A grid cell: "mean +- sd (n)", "mean (1 seed)", or empty when the configuration has no runs there."""
     if row is None:
         return ""
-    return f"{row['bleu_mean']:.2f} (1 seed)" if row["bleu_std"] is None else f"{row['bleu_mean']:.2f} +- {row['bleu_std']:.2f} ({row['n']})"
+    return bleu_over_seeds(row) + ("" if row["bleu_std"] is None else f" ({row['n']})")
 
 
 def grid(rows: List[dict], columns: List[str], control: Optional[str]) -> str:
     """The compact table: budgets (largest first; the control's row on top, at its heads kept) by ``columns``."""
     by = {(r["config"], r["budget"]): r for r in rows}
     names = columns + ([control] if control else [])
-    table = [[f"{by[(control, None)]['heads_kept']:g}"] + [""] * len(columns) + [cell(by[(control, None)])]] \
-        if control and (control, None) in by else []
+    control_row = by.get((control, None))
+    table = [[f"{control_row['heads_kept']:g}"] + [cell(by.get((c, None))) for c in names]] if control_row else []
     for budget in sorted({r["budget"] for r in rows if r["budget"] is not None}, reverse=True):
         table.append([str(budget)] + [cell(by.get((c, budget))) for c in names])  # the control has no budget: ""
     lines = ["| K | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
@@ -113,8 +118,7 @@ def markdown(rows: List[dict], tests: List[dict], control: Optional[str]) -> str
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         vs = "" if r["vs_control"] is None else f"{r['vs_control']:+.2f}"
-        spread = "(1 seed)" if r["bleu_std"] is None else f"+- {r['bleu_std']:.2f}"
-        lines.append(f"| {r['config']} | {r['budget'] or '-'} | {r['n']} | {r['bleu_mean']:.2f} {spread} | "
+        lines.append(f"| {r['config']} | {r['budget'] or '-'} | {r['n']} | {bleu_over_seeds(r)} | "
                      f"{r['heads_kept']:g} | {r['weight_sparsity']:.4f} | {vs} |")
     if tests:
         lines += ["", "| K | config | against | seeds | BLEU (pooled) | against | p | p < 0.05 |", "|---|---|---|---|---|---|---|---|"]
