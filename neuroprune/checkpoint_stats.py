@@ -15,7 +15,7 @@ import torch
 
 from .core.masking import HEAD_COLUMNS, HEAD_ROWS, head_dim, zero_masked_heads
 from .core.penalties import attention_penalty, mlp_penalty
-from .core.sparsity import count_near_zero
+from .core.sparsity import count_near_zero, count_zero, zero_below
 from .core.topology import degree_histogram, degree_summary, neuron_degrees
 from .state_keys import DSP_STATE_PREFIX, MASK_BUFFER, short_name
 
@@ -23,6 +23,7 @@ MATRIX_SUFFIXES = {
     "q": ".q_proj.weight", "k": ".k_proj.weight", "v": ".v_proj.weight", "out": ".out_proj.weight",
     "fc1": ".fc1.weight", "fc2": ".fc2.weight",
 }
+EXACT_ZERO = "exact_zero"  # records' sparsity definition: exact zeros of the evaluated model (see exact_sparsity)
 DEGREE_BINS = 64  # histogram bins over [0, max degree] (fewer when the max degree is smaller)
 
 
@@ -153,6 +154,35 @@ def parameter_counts(state: Dict[str, torch.Tensor], eps: float) -> Dict[str, in
     masked = apply_head_masks(state)
     near_zero, total = count_near_zero([masked[k] for k in unique_parameter_keys(state)], eps)
     return {"total": total, "nonzero": total - near_zero}
+
+
+def prunable_keys(state: Dict[str, torch.Tensor]) -> List[str]:
+    """Keys of the q/k/v/out projection and fc1/fc2 weights, in state-dict order."""
+    return [k for k in state if k.endswith(tuple(MATRIX_SUFFIXES.values()))]
+
+
+def threshold_state(state: Dict[str, torch.Tensor], tau: float) -> Dict[str, torch.Tensor]:
+    """A copy of ``state`` with masked heads zeroed (:func:`apply_head_masks`) and every q/k/v/out/fc1/fc2
+    weight with ``|w| < tau`` set to exactly zero; embeddings, biases and norms are unchanged (shared, not copied)."""
+    masked = apply_head_masks(state)
+    return {**masked, **{k: zero_below(masked[k], tau) for k in prunable_keys(masked)}}
+
+
+def exact_sparsity(state: Dict[str, torch.Tensor]) -> Dict[str, object]:
+    """Exact zeros of a model state, masked heads counted as zero: the share of q/k/v/out/fc1/fc2 weights
+    (``prunable``, and ``by_type``), and of all parameters, tied tensors once (``all_parameters``, embeddings and
+    output projection included), with the parameter counts ``total`` and ``nonzero``."""
+    masked = apply_head_masks(state)
+    by_type = {kind: count_zero([t for k, t in masked.items() if k.endswith(suffix)]) for kind, suffix in MATRIX_SUFFIXES.items()}
+    zero, total = (sum(c[i] for c in by_type.values()) for i in (0, 1))
+    all_zero, all_total = count_zero([masked[k] for k in unique_parameter_keys(state)])
+    return {
+        "prunable": zero / max(total, 1),
+        "by_type": {kind: z / max(n, 1) for kind, (z, n) in by_type.items()},
+        "all_parameters": all_zero / max(all_total, 1),
+        "total": all_total,
+        "nonzero": all_total - all_zero,
+    }
 
 
 def _penalties(masked: Dict[str, torch.Tensor], eps: float) -> Dict[str, float]:

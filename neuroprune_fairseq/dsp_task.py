@@ -34,7 +34,7 @@ from typing import Optional
 from fairseq import metrics
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
-from fairseq.tasks.translation import TranslationConfig, TranslationTask
+from fairseq.tasks.translation import TranslationTask
 
 from neuroprune.core.dsp import fractional_share
 from neuroprune.state_keys import short_name
@@ -42,6 +42,7 @@ from neuroprune.state_keys import short_name
 from . import head_masks
 from .dsp_gates import DSPGates
 from .optim_sync import copy_model_params_to_master
+from .sparse_training import SparseTrainingConfig, WeightSparsity
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ INITS = ChoiceEnum(["xavier", "zeros"])
 
 
 @dataclass
-class DSPTranslationConfig(TranslationConfig):
+class DSPTranslationConfig(SparseTrainingConfig):
     np_dsp_heads: Optional[int] = field(
         default=None,
         metadata={"help": "heads to keep (K) over all attention modules, at least one in each (in training and evaluation alike, "
@@ -136,6 +137,7 @@ class DSPTranslationTask(TranslationTask):
         _check_flags(cfg)
         super().__init__(cfg, src_dict, tgt_dict)
         self.dsp: Optional[DSPGates] = None
+        self.weight_sparsity = WeightSparsity(cfg)
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
@@ -168,7 +170,9 @@ class DSPTranslationTask(TranslationTask):
         if learning and self.cfg.np_dsp_mode == "pipelined":
             _skip_model_step(optimizer)
         else:
+            self.weight_sparsity.before_update(model)
             super().optimizer_step(optimizer, model, update_num)
+            self.weight_sparsity.after_update(model, optimizer, update_num, optimizer.get_lr())
         if dsp is None:
             return
         changes = 0

@@ -16,7 +16,7 @@ import torch
 from fairseq import metrics
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
-from fairseq.tasks.translation import TranslationConfig, TranslationTask
+from fairseq.tasks.translation import TranslationTask
 
 from neuroprune.checkpoint_stats import weight_sparsity
 from neuroprune.core.budget import scheduled_target
@@ -28,6 +28,7 @@ from .calibration import calibration_batches, head_output_stats
 from .model_parts import attention_modules, unwrap
 from .optim_sync import copy_model_params_to_master
 from .rank_check import check_identical_across_ranks
+from .sparse_training import SparseTrainingConfig, WeightSparsity
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class BFloat16Autocast:
 
 
 @dataclass
-class NeuroPruneTranslationConfig(TranslationConfig):
+class NeuroPruneTranslationConfig(SparseTrainingConfig):
     np_theta: Optional[float] = field(
         default=None,
         metadata={"help": "l_inf distance at or below which two heads are similar and the dominated one is pruned after each epoch; unset = no head elimination"},
@@ -139,6 +140,7 @@ class NeuroPruneTranslationTask(TranslationTask):
             raise ValueError(f"--np-fold-ridge must be >= 0, got {cfg.np_fold_ridge}")
         self.pass_variant = head_masks.PassVariant(str(cfg.np_similarity), str(cfg.np_keep), str(cfg.np_fold), cfg.np_fold_ridge)
         self._calibration = None  # the calibration batches, chosen at the first data-aware pass
+        self.weight_sparsity = WeightSparsity(cfg)
         super().__init__(cfg, src_dict, tgt_dict)
         self._train_epoch_itr = None
         self._epochs_begun = set()  # epochs started in this process
@@ -184,10 +186,12 @@ class NeuroPruneTranslationTask(TranslationTask):
         self._epochs_begun.add(epoch)
 
     def optimizer_step(self, optimizer, model, update_num):
+        self.weight_sparsity.before_update(model)
         super().optimizer_step(optimizer, model, update_num)
         if any(not bool(head_masks.head_mask(attn).all()) for _, attn in attention_modules(model)):
             head_masks.enforce(model)  # undo optimizer drift (momentum, weight decay) on pruned heads
             copy_model_params_to_master(optimizer)
+        self.weight_sparsity.after_update(model, optimizer, update_num, optimizer.get_lr())
         if self._train_epoch_itr is not None and self._train_epoch_itr.end_of_epoch():
             self._end_of_epoch(self._train_epoch_itr.epoch, model, optimizer)
 

@@ -148,7 +148,7 @@ def test_evaluation_scores_each_hypothesis_against_its_own_reference(pipeline, t
 
     refs, short = _references(pipeline), _short_pairs(pipeline)
     hyps = [ref if i in short else "zz" for i, ref in enumerate(refs)]
-    monkeypatch.setattr(evaluate, "generate", lambda args: (hyps, refs, 0.0, None))
+    monkeypatch.setattr(evaluate, "generate", lambda args, checkpoint: (hyps, refs, 0.0, None))
     record = evaluate.main(_evaluate_args(pipeline, tmp_path / "record.json", "--max-pieces", "5"))
     assert record["within_max_pieces"]["bleu"] == record["within_max_pieces"]["tokenized_bleu"] == 100.0
     assert 0 < record["bleu"] < 100
@@ -186,3 +186,51 @@ def test_nan_during_training_is_reported_by_fairseq(pipeline, tmp_path):
                                             "--lr", "1e30", "--max-epoch", "1"), check=False)
     assert proc.returncode != 0
     assert "gradients are Nan/Inf" in proc.stdout + proc.stderr
+
+
+PRUNABLE = tuple(f"{p}.weight" for p in ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"))
+
+
+def _fairseq_model(path):
+    from fairseq import checkpoint_utils
+
+    models, _ = checkpoint_utils.load_model_ensemble([str(path)])
+    return models[0]
+
+
+def test_thresholded_record_counts_the_zeros_of_the_model_it_scored(pipeline, tmp_path):
+    """With --zero-below the evaluated model is the checkpoint with |w| < tau zeroed in the six matrix types (checked
+    entry by entry); the record's sparsity is that model's zero count, its BLEU is a fairseq-generate of that model, the
+    stored model's BLEU is kept beside it, and the exported parameter count is what fairseq builds from the export."""
+    from neuroprune_fairseq.tools import evaluate, export
+
+    stored = _model_state(pipeline["save"] / "checkpoint_last.pt")
+    tau = float(stored["encoder.layers.0.fc1.weight"].abs().median())  # about half of that matrix goes
+    evaluated = tmp_path / "evaluated.pt"
+    record = evaluate.main(_evaluate_args(pipeline, tmp_path / "record.json", "--zero-below", str(tau),
+                                          "--score-unthresholded", "--save-evaluated", str(evaluated)))
+    saved, zero, total = _model_state(evaluated), 0, 0
+    for key, weight in stored.items():
+        if key.endswith(PRUNABLE):
+            expected = torch.where(weight.abs() < tau, torch.zeros_like(weight), weight)  # masked heads are zero already
+            assert torch.equal(saved[key], expected), key
+            zero, total = zero + int((expected == 0).sum()), total + weight.numel()
+    assert record["sparsity_definition"] == "exact_zero" and record["zero_below"] == tau
+    assert record["weight_sparsity"] == zero / total and 0.3 < record["weight_sparsity"] < 1
+    assert record["unthresholded"]["weight_sparsity"] == sum(int((w == 0).sum()) for k, w in stored.items() if k.endswith(PRUNABLE)) / total
+    params = list(_fairseq_model(evaluated).parameters())  # tied embeddings once
+    assert record["params"]["total"] == sum(p.numel() for p in params)
+    assert record["param_sparsity"] == sum(int((p == 0).sum()) for p in params) / record["params"]["total"]
+
+    gen = run("fairseq-generate", str(pipeline["save"].parent / "bin"), "--user-dir", PLUGIN_DIR, "--task", "neuroprune_translation",
+              "--path", str(evaluated), "--gen-subset", "test", *GENERATION, "--required-batch-size-multiple", "1",
+              "--remove-bpe", "sentencepiece", "--cpu").stdout
+    hyps = {int(i): h for i, h in re.findall(r"^D-(\d+)\t[^\t]*\t(.*)$", gen, flags=re.M)}
+    refs = _references(pipeline)
+    assert record["bleu"] == round(sacrebleu.corpus_bleu([hyps[i] for i in range(NUM_TEST)], [refs]).score, 2)
+    assert record["unthresholded"]["bleu"] == round(sacrebleu.corpus_bleu(_hypotheses(pipeline), [refs]).score, 2)
+
+    exported = tmp_path / "exported.pt"
+    export.main(["--checkpoint", str(evaluated), "--out", str(exported), "--eps", "1e-30"])
+    assert record["params"]["exported"] == sum(p.numel() for p in _fairseq_model(exported).parameters())
+    assert record["params"]["exported"] < record["params"]["total"]  # 90 heads are gone

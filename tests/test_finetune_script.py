@@ -71,7 +71,15 @@ PAPER_PASS = {"--np-similarity": "linf", "--np-keep": "paper", "--np-fold": "pap
      {"--np-dsp-heads": "27", "--np-dsp-mode": "joint", "--np-dsp-anneal-updates": "250", "--np-dsp-lr": "0.2",
       "--np-dsp-weight-decay": "1e-4", "--np-dsp-temp-init": "0.1", "--np-dsp-temp-final": "1e-8", "--np-dsp-init": "zeros",
       "--np-dsp-seed": "1", "--np-dsp-per-module": True, "--np-dsp-straight-through": True, "--np-eps": "1e-4"}),
+    ({"METHOD": "l1", "ALPHA": "2e-4", "BETA": "5e-3", "BUDGET": "54", "FOLD": "paper"},  # heads by NeuroPrune+'s pass
+     {"--np-penalty": "l1", "--np-alpha": "2e-4", "--np-beta": "5e-3", "--np-eps": "1e-4", "--np-prune-start-epoch": "1",
+      "--np-head-budget": "54", "--np-budget-passes": "1", "--np-exact-budget": True, "--np-similarity": "linf",
+      "--np-keep": "importance", "--np-fold": "data"}),
     ({"METHOD": "michel", "BUDGET": "54"}, {"--np-eps": "1e-4"}),  # the masks come from the pruned checkpoint
+    ({"METHOD": "michel", "BUDGET": "54", "GMP_SPARSITY": "0.5", "GMP_END": "324", "GMP_INTERVAL": "27"},  # + gradual pruning
+     {"--np-eps": "1e-4", "--np-gmp-sparsity": "0.5", "--np-gmp-start-update": "0", "--np-gmp-end-update": "324",
+      "--np-gmp-interval": "27"}),
+    ({"METHOD": "dense", "KEEP_ZEROS": "1", "PROX": "0.1"}, {"--np-eps": "1e-4", "--np-keep-zeros": True, "--np-prox-strength": "0.1"}),
     ({"METHOD": "dense", "BUDGET": "54", "ALPHA": "1e-3"}, {"--np-eps": "1e-4"}),  # the control: no penalty, no pass
 ])
 def test_each_method_becomes_its_plugin_flags(tmp_path, variables, expected):
@@ -113,6 +121,7 @@ def test_extra_arguments_come_last_so_they_override_the_recipe(tmp_path):
     ({"METHOD": "prune"}, "METHOD=prune is not one of dense, neuroprune, neuroprune_plus, l1, dsp, michel"),
     ({"METHOD": "dsp"}, "METHOD=dsp needs BUDGET"),
     ({"METHOD": "michel"}, "METHOD=michel needs BUDGET"),
+    ({"METHOD": "michel", "BUDGET": "54", "GMP_SPARSITY": "0.5"}, "GMP_SPARSITY needs GMP_END"),
 ])
 def test_bad_variables_are_refused_by_name_before_any_run(tmp_path, variables, message):
     proc, train, python = _finetune(tmp_path, **variables)

@@ -53,3 +53,35 @@ def test_ffn_degrees_draws_each_histogram_zoomed_to_the_occupied_bins(draw):
                                                [2, 0, 1, 0, 0, 0, 0, 3], [0, 0, 0, 0, 0, 0, 0, 6]]
     assert all(edges == list(range(9)) for _, edges in steps)
     assert ax.get_xlim() == pytest.approx((-1.4, 9.4))
+
+
+def _front_record(tmp_path, name, method, bleu, sparsity, exported, seed=None):
+    import json
+
+    record = {"name": name, "method": method, "bleu": bleu, "heads_kept": 54, "heads_total": 108, "weight_sparsity": sparsity,
+              "params": {"exported": exported}, "seed": seed}
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(record))
+    return str(path)
+
+
+def test_fronts_join_each_methods_pareto_points(tmp_path):
+    """Two methods x 4 configurations (one with two seeds, averaged) and a dense reference. By hand, BLEU vs
+    sparsity (both higher is better): np keeps (0.9, 10) (0.6, 24) (0.4, 25) and drops (0.5, 23); gmp's two seeds of
+    g2 average to (0.5, 24), which beats g1 (0.3, 23); g3 (0.7, 20) stays. Parameters (fewer is better) rank the same."""
+    recs = [_front_record(tmp_path, "dense", "dense", 27.0, 0.0, 100),
+            _front_record(tmp_path, "n1", "np", 25.0, 0.4, 60), _front_record(tmp_path, "n2", "np", 23.0, 0.5, 50),
+            _front_record(tmp_path, "n3", "np", 24.0, 0.6, 40), _front_record(tmp_path, "n4", "np", 10.0, 0.9, 10),
+            _front_record(tmp_path, "g1", "gmp", 23.0, 0.3, 70), _front_record(tmp_path, "g2_s1", "gmp", 23.0, 0.45, 55, seed=1),
+            _front_record(tmp_path, "g2_s2", "gmp", 25.0, 0.55, 45, seed=2), _front_record(tmp_path, "g3", "gmp", 20.0, 0.7, 30)]
+    plt = plots.pyplot()
+    for kind, xs in (("sparsity-front", {"np": [0.9, 0.6, 0.4], "gmp": [0.7, 0.5]}),
+                     ("params-front", {"np": [10, 40, 60], "gmp": [30, 50]})):
+        fig = plots.DRAW[kind](plt, plots.load_records(recs), plots.parse_args([kind, *recs, "--out", "x.png"]))
+        lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+        assert list(lines["np (3 Pareto of 4)"].get_xdata()) == pytest.approx(xs["np"])
+        assert list(lines["np (3 Pareto of 4)"].get_ydata()) == [10.0, 24.0, 25.0]
+        assert list(lines["gmp (2 Pareto of 3)"].get_xdata()) == pytest.approx(xs["gmp"])
+        assert list(lines["gmp (2 Pareto of 3)"].get_ydata()) == [20.0, 24.0]
+        assert list(lines["dense (27.00)"].get_ydata()) == [27.0, 27.0]
+        plt.close(fig)

@@ -35,7 +35,7 @@ def records(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("kind", ["bleu-vs-heads", "bleu-vs-sparsity", "frontier", "head-map", "ffn-degrees"])
+@pytest.mark.parametrize("kind", ["bleu-vs-heads", "bleu-vs-sparsity", "frontier", "sparsity-front", "head-map", "ffn-degrees"])
 def test_each_kind_writes_a_png(tmp_path, records, kind):
     out = tmp_path / "plots" / f"{kind}.png"
     plots.main([kind, *records, "--out", str(out), "--title", "tiny fixture"])

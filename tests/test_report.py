@@ -157,10 +157,15 @@ def test_cli_errors_name_the_flag_and_path(tmp_path):
         report.main(["--checkpoint", ckpt, "--out", str(tmp_path / "notes.txt" / "sub" / "r.json")])
 
 
-def test_evaluation_record_carries_the_topology(tmp_path):
-    """evaluate.checkpoint_record keeps its top-level fields and adds the report under 'topology'."""
-    record = evaluate.checkpoint_record(_save(tmp_path, _state(dsp=True)), 1e-4)
-    assert (record["heads_kept"], record["heads_total"], record["weight_sparsity"]) == (4, 6, 78 / 240)
+def test_evaluation_record_carries_the_topology(tmp_path, monkeypatch):
+    """evaluate.checkpoint_record keeps its top-level fields and adds the report under 'topology'; its weight
+    sparsity counts exact zeros only (unit 2's 1e-5 weights are not zero), masked heads included. (The exported
+    parameter count needs a real fairseq model: tests/test_e2e_fairseq.py checks it.)"""
+    monkeypatch.setattr(evaluate, "exported_parameters", lambda ckpt, state: -1)
+    ckpt = checkpoint_stats.load_checkpoint(_save(tmp_path, _state(dsp=True)))
+    record = evaluate.checkpoint_record(ckpt, ckpt["model"], 1e-4)
+    assert (record["heads_kept"], record["heads_total"], record["weight_sparsity"]) == (4, 6, 74 / 240)  # 78 near zero less the four 1e-5
+    assert record["sparsity_definition"] == "exact_zero" and record["params"]["exported"] == -1
     assert record["heads_per_module"] == dict(zip(MODULES, [2, 1, 1]))
     assert record["topology"]["head_masks"][1]["mask"] == [0, 1]
     assert record["topology"]["ffn"]["histogram"]["counts"] == [1, 0, 0, 1, 0, 0, 0, 4]

@@ -49,3 +49,16 @@ def test_unwritable_output_directory_is_named(tmp_path):
     with pytest.raises(SystemExit, match=r"cannot write to .*afile/plots"):
         summarize.main([_record(tmp_path, "dense"), "--out-json", str(tmp_path / "afile" / "plots" / "r.json"),
                         "--out-png", str(tmp_path / "r.png")])
+
+
+def test_records_of_two_sparsity_definitions_are_refused(tmp_path):
+    """A record of exact zeros and one of the earlier near-zero count cannot share a table: the error names both."""
+    from neuroprune.tools.records import load_records
+
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    base = {"name": "a", "method": "dense", "bleu": 20.0, "heads_kept": 108, "heads_total": 108, "weight_sparsity": 0.1}
+    old.write_text(json.dumps(base))
+    new.write_text(json.dumps({**base, "name": "b", "sparsity_definition": "exact_zero"}))
+    assert len(load_records([old, old])) == 2 and len(load_records([new])) == 1
+    with pytest.raises(ValueError, match=r"'near_zero' \(e.g. .*old.json\), 'exact_zero' \(e.g. .*new.json\)"):
+        load_records([old, new])

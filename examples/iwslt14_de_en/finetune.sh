@@ -8,12 +8,17 @@
 #                      (--np-similarity/--np-keep/--np-fold; the paper's by default)
 #   METHOD=neuroprune_plus  NeuroPrune with the pass variant chosen by the one-shot harness on the validation
 #                      split (PLUS_PASS: l_inf similarity, the most important head of a group stays, data-aware fold)
-#   METHOD=l1          the l1 baseline: plain l1 (ALPHA, BETA) on the same matrices, no head elimination
+#   METHOD=l1          the l1 baseline: plain l1 (ALPHA, BETA) on the same matrices; with BUDGET, heads go by
+#                      NeuroPrune+'s pass (PLUS_PASS), so that l1 and NeuroPrune+ differ only in the penalty
 #   METHOD=dsp         DSP (--task dsp_translation): gates learn for DSP_ANNEAL_UPDATES updates (DSP_MODE=joint:
 #                      with the weights; pipelined: weights untouched), then the model trains under the fixed
 #                      hard top-BUDGET mask (other DSP_* variables: the authors' defaults)
 #   METHOD=michel      Michel et al. importance pruning of PRETRAINED to BUDGET heads, then fine-tuning
 #                      with those masks fixed
+# Weight sparsity during training, with any METHOD (off when empty): GMP_SPARSITY (gradual magnitude pruning to
+# this share of each matrix's active weights, cubic schedule from GMP_START to GMP_END updates, every
+# GMP_INTERVAL), KEEP_ZEROS=1 (weights that are exactly zero stay zero: fine-tuning a pruned model with its mask
+# fixed), PROX (l1 proximal step of lr x PROX after every update).
 # The first launch starts from PRETRAINED with a fresh optimizer and epoch count (--finetune-from-model);
 # a later launch with the same SAVE_DIR resumes from its checkpoint_last.pt.
 # Usage: METHOD=dsp BUDGET=54 DATA_BIN=... PRETRAINED=runs/dense/checkpoint_last.pt SAVE_DIR=runs/dsp54 bash examples/iwslt14_de_en/finetune.sh [extra fairseq-train args]
@@ -46,6 +51,12 @@ DSP_INIT=${DSP_INIT:-xavier}  # xavier | zeros
 DSP_PER_MODULE=${DSP_PER_MODULE:-0}
 DSP_STRAIGHT_THROUGH=${DSP_STRAIGHT_THROUGH:-0}
 MICHEL_STEPS=${MICHEL_STEPS:-1}
+GMP_SPARSITY=${GMP_SPARSITY:-}
+GMP_START=${GMP_START:-0}
+GMP_END=${GMP_END:-}
+GMP_INTERVAL=${GMP_INTERVAL:-10}
+KEEP_ZEROS=${KEEP_ZEROS:-0}
+PROX=${PROX:-}
 MAX_EPOCH=${MAX_EPOCH:-2}
 LR=${LR:-5e-4}
 MAX_TOKENS=${MAX_TOKENS:-2048}
@@ -56,27 +67,37 @@ DEVICE_FLAGS=${DEVICE_FLAGS:---cpu}
 FAIRSEQ_TRAIN=${FAIRSEQ_TRAIN:-.venv/bin/fairseq-train}
 PYTHON=${PYTHON:-.venv/bin/python}
 
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,20p "$0"; exit 0; fi
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,25p "$0"; exit 0; fi
 die() { echo "finetune.sh: $*" >&2; exit 1; }
 [[ -f "$PRETRAINED" ]] || die "PRETRAINED=$PRETRAINED does not exist: run train_dense.sh first"
 [[ -f "$DATA_BIN/dict.de.txt" ]] || die "DATA_BIN=$DATA_BIN has no dict.de.txt: run scripts/binarize.sh first"
+[[ -z "$GMP_SPARSITY" || -n "$GMP_END" ]] || die "GMP_SPARSITY needs GMP_END (the update at which it is reached)"
 needs_budget() { [[ -n "$BUDGET" ]] || die "METHOD=$METHOD needs BUDGET (heads to keep)"; }
 
 START="$PRETRAINED"
 TASK=neuroprune_translation
+budget_pass_flags() {  # the elimination pass's variant and, with BUDGET, its budget flags (else THETA's)
+    echo --np-prune-start-epoch "$PRUNE_START_EPOCH" --np-similarity "$SIMILARITY" --np-keep "$KEEP" --np-fold "$FOLD"
+    if [[ -n "$BUDGET" ]]; then
+        echo --np-head-budget "$BUDGET" --np-budget-passes "$BUDGET_PASSES"
+        [[ "$EXACT_BUDGET" == 1 ]] && echo --np-exact-budget
+    elif [[ -n "$THETA" ]]; then echo --np-theta "$THETA"; fi
+    return 0
+}
 case "$METHOD" in
     dense)
         METHOD_FLAGS=() ;;
     neuroprune|neuroprune_plus)
         [[ "$METHOD" == neuroprune_plus ]] && read -r SIMILARITY KEEP FOLD <<< "$PLUS_PASS"
-        METHOD_FLAGS=(--np-alpha "$ALPHA" --np-beta "$BETA" --np-prune-start-epoch "$PRUNE_START_EPOCH"
-                      --np-similarity "$SIMILARITY" --np-keep "$KEEP" --np-fold "$FOLD")
-        if [[ -n "$BUDGET" ]]; then
-            METHOD_FLAGS+=(--np-head-budget "$BUDGET" --np-budget-passes "$BUDGET_PASSES")
-            [[ "$EXACT_BUDGET" == 1 ]] && METHOD_FLAGS+=(--np-exact-budget)
-        elif [[ -n "$THETA" ]]; then METHOD_FLAGS+=(--np-theta "$THETA"); fi ;;
+        # shellcheck disable=SC2207
+        METHOD_FLAGS=(--np-alpha "$ALPHA" --np-beta "$BETA" $(budget_pass_flags)) ;;
     l1)
-        METHOD_FLAGS=(--np-penalty l1 --np-alpha "$ALPHA" --np-beta "$BETA") ;;
+        METHOD_FLAGS=(--np-penalty l1 --np-alpha "$ALPHA" --np-beta "$BETA")
+        if [[ -n "$BUDGET" ]]; then
+            read -r SIMILARITY KEEP FOLD <<< "$PLUS_PASS"
+            # shellcheck disable=SC2207
+            METHOD_FLAGS+=($(budget_pass_flags))
+        fi ;;
     dsp)
         needs_budget
         TASK=dsp_translation
@@ -96,6 +117,11 @@ case "$METHOD" in
         fi ;;
     *) die "METHOD=$METHOD is not one of dense, neuroprune, neuroprune_plus, l1, dsp, michel" ;;
 esac
+
+[[ -n "$GMP_SPARSITY" ]] && METHOD_FLAGS+=(--np-gmp-sparsity "$GMP_SPARSITY" --np-gmp-start-update "$GMP_START"
+                                         --np-gmp-end-update "$GMP_END" --np-gmp-interval "$GMP_INTERVAL")
+[[ "$KEEP_ZEROS" == 1 ]] && METHOD_FLAGS+=(--np-keep-zeros)
+[[ -n "$PROX" ]] && METHOD_FLAGS+=(--np-prox-strength "$PROX")
 
 # shellcheck disable=SC2086
 "$FAIRSEQ_TRAIN" "$DATA_BIN" --user-dir neuroprune_fairseq --task "$TASK" \

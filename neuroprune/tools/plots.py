@@ -5,8 +5,11 @@ Usage:
     python -m neuroprune.tools.plots KIND RECORD.json [RECORD.json ...] --out PLOT.png \
         [--title TITLE] [--bleu-tolerance 1.0]
 
-KIND is one of bleu-vs-heads, bleu-vs-sparsity, frontier, head-map, ffn-degrees. Every number comes from the records
-(``tools.evaluate`` output; head-map and ffn-degrees read their ``topology`` section).
+KIND is one of bleu-vs-heads, bleu-vs-sparsity, frontier, sparsity-front, params-front, head-map, ffn-degrees. Every
+number comes from the records (``tools.evaluate`` output; head-map and ffn-degrees read their ``topology`` section).
+sparsity-front and params-front draw, per method, the Pareto front of BLEU against weight sparsity (higher is better)
+or against the exported model's parameters (fewer is better): one point per configuration (the mean over its seeds),
+Pareto points joined, the others as faint markers; the methods named by ``--references`` are horizontal lines.
 """
 import argparse
 import logging
@@ -23,6 +26,8 @@ NEEDS = {
     "bleu-vs-heads": {},
     "bleu-vs-sparsity": {},
     "frontier": {},
+    "sparsity-front": {},
+    "params-front": {"params.exported": int},
     "head-map": {"topology.head_masks": list},
     "ffn-degrees": {"topology.ffn.histogram.edges": list, "topology.ffn.histogram.counts": list,
                     "topology.ffn.degree_std": (int, float)},
@@ -31,6 +36,8 @@ SUBJECT = {
     "bleu-vs-heads": "BLEU vs attention heads kept",
     "bleu-vs-sparsity": "BLEU vs weight sparsity",
     "frontier": "Heads vs sparsity frontier at matched BLEU",
+    "sparsity-front": "BLEU vs weight sparsity, Pareto fronts",
+    "params-front": "BLEU vs exported parameters, Pareto fronts",
     "head-map": "Attention heads removed",
     "ffn-degrees": "FFN neuron degrees",
 }
@@ -63,14 +70,34 @@ def dense_bleu(records):
     return sum(dense) / len(dense) if dense else None
 
 
-def pareto(records) -> List[dict]:
-    """The records not dominated in (fewer heads kept, higher weight sparsity), sorted by heads kept."""
+def value(record: dict, field: str):
+    """A (dotted, e.g. ``params.exported``) field of a record."""
+    for key in field.split("."):
+        record = record[key]
+    return record
+
+
+def pareto(records, x: str = "heads_kept", y: str = "weight_sparsity", lower_x: bool = True) -> List[dict]:
+    """The records that no other record beats on both ``x`` (lower is better, or higher with ``lower_x=False``) and
+    ``y`` (higher is better), sorted by ``x`` from best to worst."""
+    sign = 1 if lower_x else -1
     front, best = [], float("-inf")
-    for record in sorted(records, key=lambda r: (r["heads_kept"], -r["weight_sparsity"])):
-        if record["weight_sparsity"] > best:
+    for record in sorted(records, key=lambda r: (sign * value(r, x), -value(r, y))):
+        if value(record, y) > best:
             front.append(record)
-            best = record["weight_sparsity"]
+            best = value(record, y)
     return front
+
+
+def configuration_means(records, x: str) -> List[dict]:
+    """One point per configuration (a record series over its seeds; a record without a seed alone): its method, name,
+    and the means of the (dotted) field ``x``, under the key ``x``, and of BLEU."""
+    groups = defaultdict(list)
+    for record in records:
+        groups[(record["method"], series(record) if record.get("seed") is not None else record["name"])].append(record)
+    return [{"method": method, "name": name, "x": statistics.fmean(value(r, x) for r in group),
+             "bleu": statistics.fmean(r["bleu"] for r in group), "seeds": len(group)}
+            for (method, name), group in groups.items()]
 
 
 def draw_bleu_vs_heads(plt, records, args):
@@ -144,6 +171,39 @@ def draw_frontier(plt, records, args):
     return fig
 
 
+def draw_front(plt, records, args, x: str, xlabel: str, lower_x: bool):
+    """Per method, its configurations' mean (x, BLEU) points, the Pareto ones joined; reference methods as lines."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
+    references = [m for m in args.references.split(",") if m]
+    for method in references:
+        bleus = [r["bleu"] for r in records if r["method"] == method]
+        if bleus:
+            ax.axhline(statistics.fmean(bleus), color=colour(method), linestyle="--", linewidth=1,
+                       label=f"{method} ({statistics.fmean(bleus):.2f})")
+    points = [p for p in configuration_means(records, x) if p["method"] not in references]
+    for method in dict.fromkeys(p["method"] for p in points):
+        group = [p for p in points if p["method"] == method]
+        front = pareto(group, "x", "bleu", lower_x)
+        ax.plot([p["x"] for p in front], [p["bleu"] for p in front], marker="o", color=colour(method),
+                label=f"{method} ({len(front)} Pareto of {len(group)})")
+        others = [p for p in group if p not in front]
+        ax.plot([p["x"] for p in others], [p["bleu"] for p in others], marker="o", linestyle="none", alpha=0.35,
+                color=colour(method))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("sacreBLEU")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def draw_sparsity_front(plt, records, args):
+    return draw_front(plt, records, args, "weight_sparsity",
+                      "weight sparsity (exact zeros of q/k/v/out, fc1/fc2 in the evaluated model)", lower_x=False)
+
+
+def draw_params_front(plt, records, args):
+    return draw_front(plt, records, args, "params.exported", "parameters of the exported model", lower_x=True)
+
+
 def draw_head_map(plt, records, args):
     """One panel per record: modules as rows, head index as columns, kept heads in one colour, removed in another."""
     import numpy as np
@@ -195,6 +255,7 @@ def draw_ffn_degrees(plt, records, args):
 
 
 DRAW = {"bleu-vs-heads": draw_bleu_vs_heads, "bleu-vs-sparsity": draw_bleu_vs_sparsity, "frontier": draw_frontier,
+        "sparsity-front": draw_sparsity_front, "params-front": draw_params_front,
         "head-map": draw_head_map, "ffn-degrees": draw_ffn_degrees}
 
 
@@ -230,6 +291,9 @@ def parse_args(argv=None):
     p.add_argument("--title", default=None, help=f"figure title (default: the plot's subject and '{DATA_SET}')")
     p.add_argument("--bleu-tolerance", type=float, default=1.0,
                    help="frontier only: keep runs whose BLEU is at most this many points below the dense record's")
+    p.add_argument("--references", default="dense",
+                   help="sparsity-front and params-front: comma-separated methods drawn as horizontal BLEU lines (their "
+                        "mean) instead of fronts, e.g. dense,michel")
     return p.parse_args(argv)
 
 

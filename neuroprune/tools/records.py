@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
+LEGACY_SPARSITY = "near_zero"  # records written before exact zeros: |w| < eps in the stored (not thresholded) model
 REQUIRED = {"name": str, "method": str, "bleu": (int, float), "heads_kept": int, "heads_total": int, "weight_sparsity": (int, float)}
 
 
@@ -35,11 +36,24 @@ def load_record(path: Path, needs: Optional[Dict[str, type]] = None) -> dict:
     return record
 
 
+def sparsity_definition(record: dict) -> str:
+    """How a record's ``weight_sparsity`` was counted: ``exact_zero`` (exact zeros of the evaluated model, see
+    ``tools.evaluate``) or, for records that do not say, the earlier ``near_zero`` (|w| < eps in the stored model)."""
+    return record.get("sparsity_definition", LEGACY_SPARSITY)
+
+
 def load_records(paths, needs: Optional[Dict[str, type]] = None) -> List[dict]:
-    """Several records (see :func:`load_record`); ``ValueError`` when none is given."""
+    """Several records (see :func:`load_record`); ``ValueError`` when none is given or when their weight sparsity
+    was counted in different ways (:func:`sparsity_definition`), which no table or plot may mix."""
     records = [load_record(Path(p), needs) for p in paths]
     if not records:
         raise ValueError("no evaluation records given")
+    kinds = {}
+    for path, record in zip(paths, records):
+        kinds.setdefault(sparsity_definition(record), str(path))
+    if len(kinds) > 1:
+        raise ValueError("records count weight sparsity in different ways, which one table or plot cannot mix: "
+                         + ", ".join(f"'{kind}' (e.g. {path})" for kind, path in kinds.items()))
     return records
 
 
