@@ -47,14 +47,14 @@ PHASES=${PHASES:-"train evaluate summary"}  # also: export bench (each run expor
 TITLE=${TITLE:-"offline German-English corpus, narrow 108-head model"}
 SEC_PER_RUN=${SEC_PER_RUN-840}  # measured 2026-12-01: the first dense control (486 updates) trained in 824 s on one thread beside the test suite
 SEC_PER_EVAL=${SEC_PER_EVAL:-65}  # measured alongside: beam-5 generation of 1,500 sentences on one thread, ~65 s
+ZERO_BELOW=${ZERO_BELOW-1e-4}  # evaluate each run with |w| below this zeroed in q/k/v/out/fc1/fc2 (empty: as stored)
 PYTHON=${PYTHON:-.venv/bin/python}
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,22p "$0"; exit 0; fi
 cd "$(dirname "$0")/../.."
 die() { echo "study.sh: $*" >&2; exit 1; }
-START=$(date +%s)
-step() { echo; echo "=== [$(( $(date +%s) - START ))s] $*"; }
-has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
+# shellcheck source=examples/iwslt14_de_en/runs_lib.sh
+source examples/iwslt14_de_en/runs_lib.sh
 (( SELECT_EPOCHS >= 1 && SELECT_EPOCHS < EPOCHS )) || die "SELECT_EPOCHS=$SELECT_EPOCHS: expected 1 <= SELECT_EPOCHS < EPOCHS=$EPOCHS (heads fixed for the rest)"
 for s in $STRENGTHS; do [[ "$s" =~ ^[A-Za-z0-9.-]+:[^:]+:[^:]+$ ]] || die "STRENGTHS entry '$s' is not name:alpha:beta (a name without '_' or ':')"; done
 for m in $DSP_MODES; do [[ "$m" == joint || "$m" == pipelined ]] || die "DSP_MODES entry '$m' is not joint or pipelined"; done
@@ -70,95 +70,11 @@ dsp_run() { echo "dsp_$1_k$2_s$3 dsp $2 $3 DSP_MODE=$1 DSP_ANNEAL_UPDATES=$(( SE
 dense_run() { echo "dense_s$1 dense - $1"; }
 michel_run() { echo "michel_k$1_s$2 michel $1 $2"; }
 
-name_of() { echo "${1%% *}"; }
-finished() { [[ -f "$RESULTS_DIR/records/$1.json" && -f "$RESULTS_DIR/valid/$1.json" ]]; }
-
-commit() {  # commit NAME: the run's files, in the git work tree that holds RESULTS_DIR, under a lock (lanes finish together)
-    [[ "$COMMIT" == 1 ]] || return 0
-    local files=() f
-    for f in "$RESULTS_DIR"/{records,valid,logs,reports,bench}/"$1".{json,txt} "$RESULTS_DIR/text/$1.hyp" "$RESULTS_DIR/text/test.ref" "$RESULTS_DIR"/choices/*.json "$RESULTS_DIR/pretrained.sha256"; do
-        [[ -f "$f" ]] && files+=("$(realpath "$f")")
-    done
-    ( flock 9; git -C "$RESULTS_DIR" add -- "${files[@]}" && { git -C "$RESULTS_DIR" diff --cached --quiet -- "${files[@]}" \
-        || git -C "$RESULTS_DIR" commit -q -m "study: $1" -- "${files[@]}"; } ) 9> "$STUDY_DIR/.commit.lock" \
-        || die "could not commit $1's files (COMMIT=1 needs RESULTS_DIR inside a git work tree)"
-}
-
-evaluate() {  # evaluate NAME METHOD BUDGET SUBSET OUT [TEXT_OUT]
-    local budget_arg=() text=()
-    [[ "$3" != "-" ]] && budget_arg=(--budget "$3")
-    [[ -n "${6:-}" ]] && text=(--text-out "$6")
-    OMP_NUM_THREADS=$THREADS "$PYTHON" -m neuroprune_fairseq.tools.evaluate --checkpoint "$STUDY_DIR/$1/checkpoint_last.pt" \
-        --data-bin "$DATA_BIN" --name "$1" --method "$2" "${budget_arg[@]}" --subset "$4" --beam "$BEAM" --out "$5" \
-        --overwrite "${text[@]}" "${GEN_DEVICE[@]}" > /dev/null
-}
-
-run_one() {  # run_one "NAME METHOD BUDGET SEED VARS...": train, evaluate on valid and test, log lines, commit
-    local name method budget seed vars dir
-    read -r name method budget seed vars <<< "$1"
-    dir="$STUDY_DIR/$name"
-    finished "$name" && return 0
-    if has_phase train && [[ ! -f "$dir/done" ]]; then
-        step "train $name ($method$([[ "$budget" != - ]] && echo ", K=$budget")${vars:+, $vars})"
-        mkdir -p "$dir"
-        local env_vars=(METHOD="$method" SEED="$seed" DATA_BIN="$DATA_BIN" PRETRAINED="$PRETRAINED" SAVE_DIR="$dir"
-                        MAX_EPOCH="$EPOCHS" BUDGET_PASSES="$SELECT_EPOCHS" PRUNE_START_EPOCH=1 DEVICE_FLAGS="$DEVICE_FLAGS"
-                        PYTHON="$PYTHON" OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS")
-        [[ "$budget" != "-" ]] && env_vars+=(BUDGET="$budget")
-        # shellcheck disable=SC2206
-        env_vars+=($vars)
-        # appended: a run cut short resumes from its checkpoint_last.pt, and its log keeps the earlier epochs' lines
-        env "${env_vars[@]}" bash examples/iwslt14_de_en/finetune.sh "${EXTRA_ARGS[@]}" >> "$dir/train.log" 2>&1 \
-            || { tail -20 "$dir/train.log" >&2; die "training $name failed (log: $dir/train.log)"; }
-        grep -E "neuroprune \||dsp \||\| train \| epoch|\| valid \| epoch|michel \|" "$dir/train.log" > "$RESULTS_DIR/logs/$name.txt" || true
-        touch "$dir/done"
-    fi
-    [[ -f "$dir/done" ]] || { echo "study: $name has not been trained yet (PHASES=$PHASES), skipping its evaluation"; return 0; }
-    if has_phase evaluate; then
-        step "evaluate $name on valid and test"
-        evaluate "$name" "$method" "$budget" valid "$RESULTS_DIR/valid/$name.json"
-        evaluate "$name" "$method" "$budget" test "$RESULTS_DIR/records/$name.json" "$dir/test"
-        mv "$dir/test.hyp" "$RESULTS_DIR/text/$name.hyp"
-        [[ -f "$RESULTS_DIR/text/test.ref" ]] || cp "$dir/test.ref" "$RESULTS_DIR/text/test.ref"
-        cmp -s "$dir/test.ref" "$RESULTS_DIR/text/test.ref" || die "$name: its test references differ from $RESULTS_DIR/text/test.ref"
-        commit "$name"
-    fi
-}
-
-run_all() {  # run_all RUN...: LANES lanes side by side, each taking every LANES-th run
-    local lane pids=() i
-    for (( lane = 0; lane < LANES; lane++ )); do
-        ( for (( i = lane; i < $#; i += LANES )); do run_one "${@:i+1:1}"; done ) &
-        pids+=($!)
-    done
-    local failed=0 pid; for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-    (( failed == 0 )) || die "a lane failed (see above)"
-}
-
-pick() {  # pick KIND NAME...: the name whose valid record has the best BLEU (RESULTS_DIR/choices/KIND.json)
-    local records=() n; for n in "${@:2}"; do records+=("$RESULTS_DIR/valid/$n.json"); done
-    "$PYTHON" -m neuroprune.tools.pick_best "${records[@]}" --out "$RESULTS_DIR/choices/$1.json" --overwrite
-}
-
 EXTRA_ARGS=("$@")
 n_seeds=$(wc -w <<< "$SEEDS"); n_budgets=$(wc -w <<< "$BUDGETS"); n_strengths=$(wc -w <<< "$STRENGTHS"); n_modes=$(wc -w <<< "$DSP_MODES")
 total_runs=$(( n_seeds * (1 + 4 * n_budgets + ABLATE_FOLD + n_modes - 1) + 2 * (n_strengths - 1) ))
-done_runs=0; for f in "$RESULTS_DIR"/records/*.json; do [[ -f "$f" ]] && done_runs=$(( done_runs + 1 )); done
-left=$(( total_runs > done_runs ? total_runs - done_runs : 0 ))
-echo "study: $total_runs runs ($n_seeds seeds), $done_runs with records already; $left to train and evaluate x $EPOCHS epochs, $LANES side by side"
-if [[ -n "$SEC_PER_RUN" ]]; then
-    echo "study: estimated $(( left * (SEC_PER_RUN + 2 * SEC_PER_EVAL) / LANES / 60 )) min ($left runs x (SEC_PER_RUN=$SEC_PER_RUN + 2 x SEC_PER_EVAL=$SEC_PER_EVAL) s / $LANES lanes)"
-else
-    echo "study: no time estimate (SEC_PER_RUN is empty: set it and SEC_PER_EVAL to seconds measured on this machine)"
-fi
-[[ -f "$PRETRAINED" ]] || die "PRETRAINED=$PRETRAINED does not exist: run the main command (scripts/run_offline_demo.sh) first"
-# Every run of one study starts from the same checkpoint: its sha256 is kept with the records (and committed).
-identity="$RESULTS_DIR/pretrained.sha256"
-checksum=$(sha256sum "$PRETRAINED" | cut -d' ' -f1)
-if [[ ! -f "$identity" ]]; then echo "$checksum" > "$identity"
-elif [[ "$(cat "$identity")" != "$checksum" ]]; then
-    die "PRETRAINED=$PRETRAINED is not the checkpoint this study's records started from (sha256 in $identity); use that one, or another RESULTS_DIR"
-fi
+print_estimate "$total_runs" "$SEC_PER_RUN" "$SEC_PER_EVAL" 2
+check_pretrained
 
 # 1. The first dense control: it also gives the updates per epoch that DSP's anneal spans.
 run_one "$(dense_run "$FIRST_SEED")"

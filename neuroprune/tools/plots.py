@@ -291,6 +291,9 @@ def parse_args(argv=None):
     p.add_argument("--title", default=None, help=f"figure title (default: the plot's subject and '{DATA_SET}')")
     p.add_argument("--bleu-tolerance", type=float, default=1.0,
                    help="frontier only: keep runs whose BLEU is at most this many points below the dense record's")
+    p.add_argument("--budget", type=int, default=None,
+                   help="keep only the records of this head budget and those of the --references methods without a budget "
+                        "(the dense control)")
     p.add_argument("--references", default="dense",
                    help="sparsity-front and params-front: comma-separated methods drawn as horizontal BLEU lines (their "
                         "mean) instead of fronts, e.g. dense,michel")
@@ -301,6 +304,12 @@ def main(argv=None):
     args = parse_args(argv)
     with exit_on_value_error("plots: "):
         records = load_records(args.records, NEEDS[args.kind])
+        if args.budget is not None:
+            keep = [i for i, r in enumerate(records) if r.get("budget") == args.budget
+                    or (r.get("budget") is None and r["method"] in args.references.split(","))]
+            if not keep:
+                raise ValueError(f"--budget {args.budget}: no record has that budget")
+            records, args.records = [records[i] for i in keep], [args.records[i] for i in keep]
         check_records(args.kind, records, args.records)
     out = prepare_output(args.out, "--out")
     plt = pyplot()

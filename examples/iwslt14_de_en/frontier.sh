@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# What NeuroPrune's sparsity buys: BLEU against real weight sparsity at a fixed head budget, for sparse training
+# (NeuroPrune's paper pass, NeuroPrune+, the l1 penalty, each at every strength in STRENGTHS) and gradual magnitude
+# pruning (GMP_TARGETS) on Michel's and DSP's heads, with the head-only models and the dense control as references.
+# The seed study's protocol: every run fine-tunes the dense PRETRAINED checkpoint for EPOCHS epochs (the same
+# data, optimizer, learning rate and updates), its heads fixed by the end of the first SELECT_EPOCHS epoch(s).
+# Every model is evaluated with |w| < ZERO_BELOW zeroed in q/k/v/out/fc1/fc2, so its sparsity is exact zeros of
+# the model that was scored; the test record also scores the model as stored. Runs (NAME = GROUP_kBUDGET_sSEED):
+# per budget in BUDGETS the references (michel, dsp_joint, and dense_sSEED), np_plus_STRENGTH, gmp_michel_gTARGET,
+# l1_STRENGTH, np_STRENGTH, gmp_dsp_gTARGET; at the first budget also alpha-only and beta-only runs of NeuroPrune+
+# at SPLIT_STRENGTH and the paper's own mode (no budget, theta in THETAS) at that strength.
+# Records, hypotheses and log lines go to RESULTS_DIR (COMMIT=1 commits each run's as soon as they exist); a run
+# whose records exist is skipped, so the sweep resumes on any machine. The summary writes, from the records only,
+# RESULTS_DIR/results.md (a row per run) and per budget the BLEU-vs-sparsity and BLEU-vs-parameters fronts.
+# Usage: bash examples/iwslt14_de_en/frontier.sh [extra fairseq-train args]   (env overrides below; -h prints this)
+set -euo pipefail
+
+STUDY_DIR=${STUDY_DIR:-runs/frontier}
+RESULTS_DIR=${RESULTS_DIR:-examples/iwslt14_de_en/results/frontier}
+DATA_BIN=${DATA_BIN:-data/offline_de_en_libreoffice/data-bin40}
+PRETRAINED=${PRETRAINED:-runs/offline_demo/dense/checkpoint_last.pt}
+EPOCHS=${EPOCHS:-2}
+SELECT_EPOCHS=${SELECT_EPOCHS:-1}
+SEEDS=${SEEDS:-1}
+BUDGETS=${BUDGETS:-"54 81"}
+STRENGTHS=${STRENGTHS:-"a1e-5:1e-5:1e-4 a1e-4:1e-4:1e-3 a2e-4:2e-4:2e-3 a4e-4:4e-4:4e-3 a8e-4:8e-4:8e-3 a1.6e-3:1.6e-3:1.6e-2 a3.2e-3:3.2e-3:3.2e-2"}  # name:alpha:beta
+GMP_TARGETS=${GMP_TARGETS:-"0.3 0.5 0.7 0.85"}  # share of each matrix's active weights at zero
+GMP_END_EPOCHS=${GMP_END_EPOCHS:-1.333}  # the cubic schedule reaches its target after this many epochs (from update 0)
+GMP_STEPS=${GMP_STEPS:-12}  # pruning steps of the schedule
+SPLIT_STRENGTH=${SPLIT_STRENGTH-a4e-4}  # NeuroPrune+ with only alpha, then only beta, of this strength ("": none)
+THETAS=${THETAS-"0.2 0.3 0.4"}  # the paper's own mode at SPLIT_STRENGTH ("": none)
+UPDATES_PER_EPOCH=${UPDATES_PER_EPOCH:-}  # empty: read from the first dense control's log
+ZERO_BELOW=${ZERO_BELOW-1e-4}  # the evaluated model has |w| below this zeroed (the plugin's --np-eps)
+BEAM=${BEAM:-5}
+LANES=${LANES:-2}
+THREADS=${THREADS:-1}
+COMMIT=${COMMIT:-0}
+DEVICE_FLAGS=${DEVICE_FLAGS:---cpu}
+PHASES=${PHASES:-"train evaluate summary"}
+SEC_PER_RUN=${SEC_PER_RUN-840}  # the seed study's measurement (one thread, 486 updates)
+SEC_PER_EVAL=${SEC_PER_EVAL:-65}
+TITLE=${TITLE:-"offline German-English corpus, narrow 108-head model"}
+PYTHON=${PYTHON:-.venv/bin/python}
+
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,16p "$0"; exit 0; fi
+cd "$(dirname "$0")/../.."
+die() { echo "frontier.sh: $*" >&2; exit 1; }
+# shellcheck source=examples/iwslt14_de_en/runs_lib.sh
+source examples/iwslt14_de_en/runs_lib.sh
+(( SELECT_EPOCHS >= 1 && SELECT_EPOCHS < EPOCHS )) || die "SELECT_EPOCHS=$SELECT_EPOCHS: expected 1 <= SELECT_EPOCHS < EPOCHS=$EPOCHS"
+for s in $STRENGTHS; do [[ "$s" =~ ^[A-Za-z0-9.-]+:[^:]+:[^:]+$ ]] || die "STRENGTHS entry '$s' is not name:alpha:beta (a name without '_' or ':')"; done
+for g in $GMP_TARGETS; do [[ "$g" =~ ^0?\.[0-9]+$ ]] || die "GMP_TARGETS entry '$g' is not a share in [0, 1)"; done
+GEN_DEVICE=(); [[ "$DEVICE_FLAGS" == *--cpu* ]] && GEN_DEVICE=(--cpu)
+mkdir -p "$STUDY_DIR" "$RESULTS_DIR"/{records,valid,text,logs}
+EXTRA_ARGS=("$@")
+FIRST_SEED=${SEEDS%% *}
+FIRST_BUDGET=${BUDGETS%% *}
+
+strength() { local s n a b; for s in $STRENGTHS; do IFS=: read -r n a b <<< "$s"; [[ "$n" == "$1" ]] && { echo "$a $b"; return; }; done; die "no strength '$1' in STRENGTHS"; }
+sweep() {  # sweep GROUP METHOD LABEL BUDGET SEED: one run per strength
+    local s a b
+    for s in $STRENGTHS; do read -r a b <<< "$(strength "${s%%:*}")"; echo "${1}_${s%%:*}_k$4_s$5 $2 $4 $5 ALPHA=$a BETA=$b LABEL=$3"; done
+}
+gmp() {  # gmp BASE BUDGET SEED VARS: one run per target
+    local g; for g in $GMP_TARGETS; do echo "gmp_$1_g${g}_k$2_s$3 $1 $2 $3 LABEL=gmp_$1 GMP_SPARSITY=$g GMP_START=0 GMP_END=$GMP_END GMP_INTERVAL=$GMP_INTERVAL ${4:-}"; done
+}
+
+n_strengths=$(wc -w <<< "$STRENGTHS"); n_targets=$(wc -w <<< "$GMP_TARGETS"); n_thetas=$(wc -w <<< "$THETAS")
+extra_runs=0; [[ -n "$SPLIT_STRENGTH" ]] && extra_runs=$(( 2 + n_thetas ))
+total_runs=$(( $(wc -w <<< "$SEEDS") * (1 + $(wc -w <<< "$BUDGETS") * (2 + 3 * n_strengths + 2 * n_targets)) + extra_runs ))
+print_estimate "$total_runs" "$SEC_PER_RUN" "$SEC_PER_EVAL" 3
+check_pretrained
+
+# The first dense control gives the updates per epoch: DSP's anneal spans SELECT_EPOCHS of them, GMP's schedule GMP_END_EPOCHS.
+run_one "dense_s$FIRST_SEED dense - $FIRST_SEED"
+if [[ -z "$UPDATES_PER_EPOCH" ]]; then
+    UPDATES_PER_EPOCH=$(grep -oP '\| train \| epoch 001 \|.*num_updates \K[0-9]+' "$RESULTS_DIR/logs/dense_s$FIRST_SEED.txt" | head -1) \
+        || die "no epoch-1 update count in $RESULTS_DIR/logs/dense_s$FIRST_SEED.txt: set UPDATES_PER_EPOCH"
+fi
+ANNEAL=$(( SELECT_EPOCHS * UPDATES_PER_EPOCH ))
+GMP_INTERVAL=$(awk -v u="$UPDATES_PER_EPOCH" -v e="$GMP_END_EPOCHS" -v n="$GMP_STEPS" 'BEGIN { printf "%d", u * e / n }')
+GMP_END=$(( GMP_INTERVAL * GMP_STEPS ))
+(( GMP_INTERVAL >= 1 )) || die "GMP_END_EPOCHS=$GMP_END_EPOCHS over GMP_STEPS=$GMP_STEPS leaves less than one update per step"
+echo "frontier.sh: $UPDATES_PER_EPOCH updates per epoch; DSP anneals over $ANNEAL; GMP prunes every $GMP_INTERVAL updates up to $GMP_END"
+
+RUNS=()
+for seed in $SEEDS; do
+    [[ "$seed" != "$FIRST_SEED" ]] && RUNS+=("dense_s$seed dense - $seed")
+    for budget in $BUDGETS; do
+        RUNS+=("michel_k${budget}_s$seed michel $budget $seed" "dsp_joint_k${budget}_s$seed dsp $budget $seed DSP_MODE=joint DSP_ANNEAL_UPDATES=$ANNEAL")
+        mapfile -t -O "${#RUNS[@]}" RUNS < <(sweep np_plus neuroprune_plus neuroprune_plus "$budget" "$seed"; gmp michel "$budget" "$seed"
+                                             sweep l1 l1 l1 "$budget" "$seed"; sweep np neuroprune neuroprune "$budget" "$seed"
+                                             gmp dsp "$budget" "$seed" "DSP_MODE=joint DSP_ANNEAL_UPDATES=$ANNEAL")
+    done
+done
+if [[ -n "$SPLIT_STRENGTH" ]]; then
+    read -r a b <<< "$(strength "$SPLIT_STRENGTH")"
+    RUNS+=("np_plus_alpha-$SPLIT_STRENGTH""_k${FIRST_BUDGET}_s$FIRST_SEED neuroprune_plus $FIRST_BUDGET $FIRST_SEED ALPHA=$a BETA=0 LABEL=neuroprune_plus_alpha_only"
+           "np_plus_beta-$SPLIT_STRENGTH""_k${FIRST_BUDGET}_s$FIRST_SEED neuroprune_plus $FIRST_BUDGET $FIRST_SEED ALPHA=0 BETA=$b LABEL=neuroprune_plus_beta_only")
+    for theta in $THETAS; do RUNS+=("np_theta${theta}_${SPLIT_STRENGTH}_s$FIRST_SEED neuroprune - $FIRST_SEED ALPHA=$a BETA=$b THETA=$theta LABEL=neuroprune_theta"); done
+fi
+run_all "${RUNS[@]}"
+
+if has_phase summary; then
+    step "summary -> $RESULTS_DIR"
+    mapfile -t all < <(ls "$RESULTS_DIR"/records/*.json 2>/dev/null)
+    (( ${#all[@]} > 0 )) || die "no records in $RESULTS_DIR/records yet"
+    "$PYTHON" -m neuroprune.tools.frontier_table "${all[@]}" --out-md "$RESULTS_DIR/results.md" --overwrite
+    for budget in $BUDGETS; do
+        grep -lq "\"budget\": $budget," "${all[@]}" || continue
+        for kind in sparsity-front params-front; do
+            "$PYTHON" -m neuroprune.tools.plots "$kind" "${all[@]}" --budget "$budget" --references dense,michel,dsp \
+                --out "$RESULTS_DIR/$kind-k$budget.png" --title "$TITLE, $budget heads"
+        done
+    done
+fi
+echo
+echo "frontier.sh: finished the phases '$PHASES' in $(( ($(date +%s) - START) / 60 )) min"

@@ -1,0 +1,39 @@
+"""examples/iwslt14_de_en/frontier.sh's checks before any run (no training): the run count of its estimate, worked
+out by hand, and its settings refused by name."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _frontier(tmp_path, **variables):
+    (tmp_path / "dense.pt").write_bytes(b"the dense model")
+    env = dict(os.environ, STUDY_DIR=str(tmp_path / "runs"), RESULTS_DIR=str(tmp_path / "results"), DATA_BIN=str(tmp_path / "bin"),
+               PRETRAINED=str(tmp_path / "dense.pt"), PHASES="summary", PYTHON=sys.executable)
+    env.update(variables)
+    return subprocess.run(["bash", "examples/iwslt14_de_en/frontier.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("variables,runs", [
+    ({}, 1 + 2 * (2 + 3 * 7 + 2 * 4) + 2 + 3),  # control; per budget michel, dsp, 3 sweeps of 7, 2 GMP bases x 4; split, thetas
+    ({"SEEDS": "1 2", "BUDGETS": "54", "STRENGTHS": "a:1:2 b:3:4", "GMP_TARGETS": "0.5", "SPLIT_STRENGTH": ""}, 2 * (1 + 2 + 6 + 2)),
+])
+def test_the_estimate_counts_every_run(tmp_path, variables, runs):
+    proc = _frontier(tmp_path, **variables)
+    assert f"frontier.sh: {runs} runs, 0 with records already" in proc.stdout
+    assert "no epoch-1 update count" in proc.stderr  # nothing trained (PHASES=summary), so it stops there
+
+
+@pytest.mark.parametrize("variables,message", [
+    ({"SELECT_EPOCHS": "2"}, "SELECT_EPOCHS=2: expected 1 <= SELECT_EPOCHS < EPOCHS=2"),
+    ({"STRENGTHS": "my_strength:1e-4:1e-3"}, "STRENGTHS entry 'my_strength:1e-4:1e-3' is not name:alpha:beta"),
+    ({"GMP_TARGETS": "50"}, "GMP_TARGETS entry '50' is not a share in [0, 1)"),
+    ({"PRETRAINED": "/nonexistent/dense.pt"}, "PRETRAINED=/nonexistent/dense.pt does not exist"),
+])
+def test_bad_settings_are_refused_by_name(tmp_path, variables, message):
+    proc = _frontier(tmp_path, **variables)
+    assert proc.returncode != 0 and message in proc.stderr
