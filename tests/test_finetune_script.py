@@ -94,6 +94,13 @@ def test_each_method_becomes_its_plugin_flags(tmp_path, variables, expected):
     assert options["--finetune-from-model"] == str(start) and options["--save-dir"] == str(tmp_path / "run")
 
 
+def test_epoch_checkpoints_are_kept_only_when_asked(tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    _, default, _ = _finetune(tmp_path / "a")
+    _, kept, _ = _finetune(tmp_path / "b", EPOCH_CHECKPOINTS="1")
+    assert "--no-epoch-checkpoints" in default[0] and "--no-epoch-checkpoints" not in kept[0]
+
+
 def test_michel_prunes_the_pretrained_checkpoint_first_and_only_once(tmp_path):
     proc, train, python = _finetune(tmp_path, METHOD="michel", BUDGET="54", MICHEL_STEPS="3")
     assert proc.returncode == 0, proc.stderr

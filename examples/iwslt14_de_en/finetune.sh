@@ -57,6 +57,7 @@ GMP_END=${GMP_END:-}
 GMP_INTERVAL=${GMP_INTERVAL:-10}
 KEEP_ZEROS=${KEEP_ZEROS:-0}
 PROX=${PROX:-}
+EPOCH_CHECKPOINTS=${EPOCH_CHECKPOINTS:-0}  # 1: also keep checkpointN.pt of every epoch (e.g. to prune after epoch 1)
 MAX_EPOCH=${MAX_EPOCH:-2}
 LR=${LR:-5e-4}
 MAX_TOKENS=${MAX_TOKENS:-2048}
@@ -132,5 +133,5 @@ esac
     "${METHOD_FLAGS[@]}" --finetune-from-model "$START" \
     --optimizer adam --adam-betas '(0.9, 0.98)' --lr "$LR" --lr-scheduler fixed \
     --max-tokens "$MAX_TOKENS" --max-epoch "$MAX_EPOCH" --seed "$SEED" \
-    --save-dir "$SAVE_DIR" --no-epoch-checkpoints --log-format simple --log-interval 50 \
+    --save-dir "$SAVE_DIR" $([[ "$EPOCH_CHECKPOINTS" == 1 ]] || echo --no-epoch-checkpoints) --log-format simple --log-interval 50 \
     $DEVICE_FLAGS "$@"

@@ -57,9 +57,12 @@ FIRST_SEED=${SEEDS%% *}
 FIRST_BUDGET=${BUDGETS%% *}
 
 strength() { local s n a b; for s in $STRENGTHS; do IFS=: read -r n a b <<< "$s"; [[ "$n" == "$1" ]] && { echo "$a $b"; return; }; done; die "no strength '$1' in STRENGTHS"; }
-sweep() {  # sweep GROUP METHOD LABEL BUDGET SEED: one run per strength
-    local s a b
-    for s in $STRENGTHS; do read -r a b <<< "$(strength "${s%%:*}")"; echo "${1}_${s%%:*}_k$4_s$5 $2 $4 $5 ALPHA=$a BETA=$b LABEL=$3"; done
+sweep() {  # sweep GROUP METHOD LABEL BUDGET SEED: one run per strength; the weakest keeps its epoch-1 checkpoint too
+    local s a b keep=EPOCH_CHECKPOINTS=1
+    for s in $STRENGTHS; do
+        read -r a b <<< "$(strength "${s%%:*}")"
+        echo "${1}_${s%%:*}_k$4_s$5 $2 $4 $5 ALPHA=$a BETA=$b LABEL=$3 $keep"; keep=""
+    done
 }
 gmp() {  # gmp BASE BUDGET SEED VARS: one run per target
     local g; for g in $GMP_TARGETS; do echo "gmp_$1_g${g}_k$2_s$3 $1 $2 $3 LABEL=gmp_$1 GMP_SPARSITY=$g GMP_START=0 GMP_END=$GMP_END GMP_INTERVAL=$GMP_INTERVAL ${4:-}"; done
@@ -72,7 +75,7 @@ print_estimate "$total_runs" "$SEC_PER_RUN" "$SEC_PER_EVAL" 3
 check_pretrained
 
 # The first dense control gives the updates per epoch: DSP's anneal spans SELECT_EPOCHS of them, GMP's schedule GMP_END_EPOCHS.
-run_one "dense_s$FIRST_SEED dense - $FIRST_SEED"
+run_one "dense_s$FIRST_SEED dense - $FIRST_SEED EPOCH_CHECKPOINTS=1"
 if [[ -z "$UPDATES_PER_EPOCH" ]]; then
     UPDATES_PER_EPOCH=$(grep -oP '\| train \| epoch 001 \|.*num_updates \K[0-9]+' "$RESULTS_DIR/logs/dense_s$FIRST_SEED.txt" | head -1) \
         || die "no epoch-1 update count in $RESULTS_DIR/logs/dense_s$FIRST_SEED.txt: set UPDATES_PER_EPOCH"
@@ -83,22 +86,27 @@ GMP_END=$(( GMP_INTERVAL * GMP_STEPS ))
 (( GMP_INTERVAL >= 1 )) || die "GMP_END_EPOCHS=$GMP_END_EPOCHS over GMP_STEPS=$GMP_STEPS leaves less than one update per step"
 echo "frontier.sh: $UPDATES_PER_EPOCH updates per epoch; DSP anneals over $ANNEAL; GMP prunes every $GMP_INTERVAL updates up to $GMP_END"
 
-RUNS=()
-for seed in $SEEDS; do
-    [[ "$seed" != "$FIRST_SEED" ]] && RUNS+=("dense_s$seed dense - $seed")
-    for budget in $BUDGETS; do
-        RUNS+=("michel_k${budget}_s$seed michel $budget $seed" "dsp_joint_k${budget}_s$seed dsp $budget $seed DSP_MODE=joint DSP_ANNEAL_UPDATES=$ANNEAL")
-        mapfile -t -O "${#RUNS[@]}" RUNS < <(sweep np_plus neuroprune_plus neuroprune_plus "$budget" "$seed"; gmp michel "$budget" "$seed"
-                                             sweep l1 l1 l1 "$budget" "$seed"; sweep np neuroprune neuroprune "$budget" "$seed"
-                                             gmp dsp "$budget" "$seed" "DSP_MODE=joint DSP_ANNEAL_UPDATES=$ANNEAL")
-    done
-done
-if [[ -n "$SPLIT_STRENGTH" ]]; then
-    read -r a b <<< "$(strength "$SPLIT_STRENGTH")"
-    RUNS+=("np_plus_alpha-$SPLIT_STRENGTH""_k${FIRST_BUDGET}_s$FIRST_SEED neuroprune_plus $FIRST_BUDGET $FIRST_SEED ALPHA=$a BETA=0 LABEL=neuroprune_plus_alpha_only"
-           "np_plus_beta-$SPLIT_STRENGTH""_k${FIRST_BUDGET}_s$FIRST_SEED neuroprune_plus $FIRST_BUDGET $FIRST_SEED ALPHA=0 BETA=$b LABEL=neuroprune_plus_beta_only")
-    for theta in $THETAS; do RUNS+=("np_theta${theta}_${SPLIT_STRENGTH}_s$FIRST_SEED neuroprune - $FIRST_SEED ALPHA=$a BETA=$b THETA=$theta LABEL=neuroprune_theta"); done
-fi
+budget_runs() {  # budget_runs BUDGET SEED: the references, the three penalty sweeps and GMP on both head sets
+    echo "michel_k$1_s$2 michel $1 $2 EPOCH_CHECKPOINTS=1"
+    echo "dsp_joint_k$1_s$2 dsp $1 $2 DSP_MODE=joint DSP_ANNEAL_UPDATES=$ANNEAL EPOCH_CHECKPOINTS=1"
+    sweep np_plus neuroprune_plus neuroprune_plus "$1" "$2"; gmp michel "$1" "$2"
+    sweep l1 l1 l1 "$1" "$2"; sweep np neuroprune neuroprune "$1" "$2"
+    gmp dsp "$1" "$2" "DSP_MODE=joint DSP_ANNEAL_UPDATES=$ANNEAL"
+}
+split_runs() {  # NeuroPrune+ with one penalty alone, and the paper's own mode, at SPLIT_STRENGTH (first budget and seed)
+    [[ -n "$SPLIT_STRENGTH" ]] || return 0
+    local a b theta; read -r a b <<< "$(strength "$SPLIT_STRENGTH")"
+    echo "np_plus_alpha-${SPLIT_STRENGTH}_k${FIRST_BUDGET}_s$FIRST_SEED neuroprune_plus $FIRST_BUDGET $FIRST_SEED ALPHA=$a BETA=0 LABEL=neuroprune_plus_alpha_only"
+    echo "np_plus_beta-${SPLIT_STRENGTH}_k${FIRST_BUDGET}_s$FIRST_SEED neuroprune_plus $FIRST_BUDGET $FIRST_SEED ALPHA=0 BETA=$b LABEL=neuroprune_plus_beta_only"
+    for theta in $THETAS; do echo "np_theta${theta}_${SPLIT_STRENGTH}_s$FIRST_SEED neuroprune - $FIRST_SEED ALPHA=$a BETA=$b THETA=$theta LABEL=neuroprune_theta"; done
+}
+# In order of use: the first budget's runs (seed by seed), the split and paper-mode runs, then the other budgets.
+mapfile -t RUNS < <(for seed in $SEEDS; do
+                        [[ "$seed" != "$FIRST_SEED" ]] && echo "dense_s$seed dense - $seed EPOCH_CHECKPOINTS=1"
+                        budget_runs "$FIRST_BUDGET" "$seed"
+                    done
+                    split_runs
+                    for budget in ${BUDGETS#"$FIRST_BUDGET"}; do for seed in $SEEDS; do budget_runs "$budget" "$seed"; done; done)
 run_all "${RUNS[@]}"
 
 if has_phase summary; then
