@@ -21,6 +21,8 @@ def _frontier(tmp_path, **variables):
 @pytest.mark.parametrize("variables,runs", [
     ({}, 1 + 2 * (2 + 3 * 7 + 2 * 4) + 2 + 3),  # control; per budget michel, dsp, 3 sweeps of 7, 2 GMP bases x 4; split, thetas
     ({"SEEDS": "1 2", "BUDGETS": "54", "STRENGTHS": "a:1:2 b:3:4", "GMP_TARGETS": "0.5", "SPLIT_STRENGTH": ""}, 2 * (1 + 2 + 6 + 2)),
+    ({"PHASES": "posttrain", "POST_BASES": "michel dense", "POST_METHODS": "a b c", "POST_SPARSITIES": "0.5 0.6 0.7",
+      "POST_FT_BASES": "michel", "POST_FT_METHODS": "a"}, 68 + 3 * (2 * 3 + 1 * 1)),
 ])
 def test_the_estimate_counts_every_run(tmp_path, variables, runs):
     proc = _frontier(tmp_path, **variables)

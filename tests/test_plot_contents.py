@@ -85,3 +85,13 @@ def test_fronts_join_each_methods_pareto_points(tmp_path):
         assert list(lines["gmp (2 Pareto of 3)"].get_ydata()) == [20.0, 24.0]
         assert list(lines["dense (27.00)"].get_ydata()) == [27.0, 27.0]
         plt.close(fig)
+
+
+def test_budget_keeps_that_budgets_records_and_the_budgetless_references():
+    """By hand: at 54, n81 (another budget) and theta (no budget, not a reference method) go; dense stays."""
+    records = [{"name": "dense", "method": "dense"}, {"name": "n54", "method": "np", "budget": 54},
+               {"name": "n81", "method": "np", "budget": 81}, {"name": "theta", "method": "np_theta"}]
+    assert plots.at_budget(records, 54, ["dense", "michel"]) == [0, 1]
+    assert plots.at_budget(records, 81, ["michel"]) == [2]
+    with pytest.raises(ValueError, match="--budget 27: no record has that budget"):
+        plots.at_budget(records, 27, ["dense"])

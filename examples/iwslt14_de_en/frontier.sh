@@ -12,6 +12,10 @@
 # Records, hypotheses and log lines go to RESULTS_DIR (COMMIT=1 commits each run's as soon as they exist); a run
 # whose records exist is skipped, so the sweep resumes on any machine. The summary writes, from the records only,
 # RESULTS_DIR/results.md (a row per run) and per budget the BLEU-vs-sparsity and BLEU-vs-parameters fronts.
+# PHASES "posttrain": post-training pruning (tools.post_prune) of the first budget's reference runs (POST_BASES)
+# by each of POST_METHODS at each of POST_SPARSITIES, as trained (NAME = METHOD-SPARSITY_BASE); and of the
+# POST_FT_BASES by POST_FT_METHODS after their first epoch, then fine-tuned for the other epoch(s) with the zeros
+# fixed, so that they train the same updates as every other run (NAME = METHOD-SPARSITY-ft_BASE).
 # Usage: bash examples/iwslt14_de_en/frontier.sh [extra fairseq-train args]   (env overrides below; -h prints this)
 set -euo pipefail
 
@@ -29,6 +33,12 @@ GMP_END_EPOCHS=${GMP_END_EPOCHS:-1.333}  # the cubic schedule reaches its target
 GMP_STEPS=${GMP_STEPS:-12}  # pruning steps of the schedule
 SPLIT_STRENGTH=${SPLIT_STRENGTH-a4e-4}  # NeuroPrune+ with only alpha, then only beta, of this strength ("": none)
 THETAS=${THETAS-"0.2 0.3 0.4"}  # the paper's own mode at SPLIT_STRENGTH ("": none)
+POST_BASES=${POST_BASES-"michel dsp_joint np_plus_a1e-5 dense"}  # run groups of the first budget (dense: the control)
+POST_METHODS=${POST_METHODS-"magnitude sparsegpt"}
+POST_SPARSITIES=${POST_SPARSITIES-"0.5 0.7"}  # share of each matrix's active weights (tools.post_prune --sparsity)
+POST_FT_BASES=${POST_FT_BASES-"michel"}
+POST_FT_METHODS=${POST_FT_METHODS-"magnitude sparsegpt"}
+CALIB_SENTENCES=${CALIB_SENTENCES:-256}  # post-training calibration sentences of the training split
 UPDATES_PER_EPOCH=${UPDATES_PER_EPOCH:-}  # empty: read from the first dense control's log
 ZERO_BELOW=${ZERO_BELOW-1e-4}  # the evaluated model has |w| below this zeroed (the plugin's --np-eps)
 BEAM=${BEAM:-5}
@@ -36,7 +46,7 @@ LANES=${LANES:-2}
 THREADS=${THREADS:-1}
 COMMIT=${COMMIT:-0}
 DEVICE_FLAGS=${DEVICE_FLAGS:---cpu}
-PHASES=${PHASES:-"train evaluate summary"}
+PHASES=${PHASES:-"train evaluate summary"}  # also: posttrain (after train and evaluate)
 SEC_PER_RUN=${SEC_PER_RUN-840}  # the seed study's measurement (one thread, 486 updates)
 SEC_PER_EVAL=${SEC_PER_EVAL:-65}
 TITLE=${TITLE:-"offline German-English corpus, narrow 108-head model"}
@@ -71,6 +81,8 @@ gmp() {  # gmp BASE BUDGET SEED VARS: one run per target
 n_strengths=$(wc -w <<< "$STRENGTHS"); n_targets=$(wc -w <<< "$GMP_TARGETS"); n_thetas=$(wc -w <<< "$THETAS")
 extra_runs=0; [[ -n "$SPLIT_STRENGTH" ]] && extra_runs=$(( 2 + n_thetas ))
 total_runs=$(( $(wc -w <<< "$SEEDS") * (1 + $(wc -w <<< "$BUDGETS") * (2 + 3 * n_strengths + 2 * n_targets)) + extra_runs ))
+has_phase posttrain && total_runs=$(( total_runs + $(wc -w <<< "$POST_SPARSITIES") * ($(wc -w <<< "$POST_BASES") * $(wc -w <<< "$POST_METHODS")
+                                                                                    + $(wc -w <<< "$POST_FT_BASES") * $(wc -w <<< "$POST_FT_METHODS")) ))
 print_estimate "$total_runs" "$SEC_PER_RUN" "$SEC_PER_EVAL" 3
 check_pretrained
 
@@ -108,6 +120,49 @@ mapfile -t RUNS < <(for seed in $SEEDS; do
                     split_runs
                     for budget in ${BUDGETS#"$FIRST_BUDGET"}; do for seed in $SEEDS; do budget_runs "$budget" "$seed"; done; done)
 run_all "${RUNS[@]}"
+
+post_run() {  # post_run "NAME LABEL BUDGET SEED BASE_CHECKPOINT METHOD SPARSITY FT": prune, then run_one fine-tunes (FT=1) or only evaluates
+    local name label budget seed base method sparsity ft dir
+    read -r name label budget seed base method sparsity ft <<< "$1"
+    dir="$STUDY_DIR/$name"
+    finished "$name" && return 0
+    local target="$dir/checkpoint_last.pt"; [[ "$ft" == 1 ]] && target="$dir/pruned.pt"
+    if [[ ! -f "$target" ]]; then
+        [[ -f "$base" ]] || die "$name: its base $base does not exist (train the reference runs first)"
+        step "prune $base with $method to $sparsity -> $target"
+        mkdir -p "$dir" "$RESULTS_DIR/prune"
+        OMP_NUM_THREADS=$THREADS "$PYTHON" -m neuroprune_fairseq.tools.post_prune --checkpoint "$base" --data-bin "$DATA_BIN" \
+            --method "$method" --sparsity "$sparsity" --calib-sentences "$CALIB_SENTENCES" --out "$target" \
+            --record "$RESULTS_DIR/prune/$name.json" --overwrite "${GEN_DEVICE[@]}" > "$dir/prune.log" 2>&1 \
+            || { tail -20 "$dir/prune.log" >&2; die "pruning $name failed (log: $dir/prune.log)"; }
+        [[ "$ft" == 1 ]] || touch "$dir/done"
+    fi
+    if [[ "$ft" == 1 ]]; then
+        run_one "$name dense $budget $seed PRETRAINED=$target KEEP_ZEROS=1 MAX_EPOCH=$(( EPOCHS - SELECT_EPOCHS )) LABEL=$label"
+    else
+        run_one "$name dense $budget $seed LABEL=$label"
+    fi
+}
+
+if has_phase posttrain; then
+    POST=()
+    post_base() {  # post_base BASE: "RUN BUDGET" of a reference group (the dense control has no budget)
+        if [[ "$1" == dense ]]; then echo "dense_s$FIRST_SEED -"; else echo "${1}_k${FIRST_BUDGET}_s$FIRST_SEED $FIRST_BUDGET"; fi
+    }
+    for base in $POST_BASES; do
+        read -r run budget <<< "$(post_base "$base")"
+        for method in $POST_METHODS; do for sparsity in $POST_SPARSITIES; do
+            POST+=("$method-${sparsity}_$run $method@$base $budget $FIRST_SEED $STUDY_DIR/$run/checkpoint_last.pt $method $sparsity 0")
+        done; done
+    done
+    for base in $POST_FT_BASES; do
+        read -r run budget <<< "$(post_base "$base")"
+        for method in $POST_FT_METHODS; do for sparsity in $POST_SPARSITIES; do
+            POST+=("$method-$sparsity-ft_$run $method+ft@$base $budget $FIRST_SEED $STUDY_DIR/$run/checkpoint$SELECT_EPOCHS.pt $method $sparsity 1")
+        done; done
+    done
+    RUNNER=post_run run_all "${POST[@]}"
+fi
 
 if has_phase summary; then
     step "summary -> $RESULTS_DIR"

@@ -38,7 +38,7 @@ print_estimate() {
 commit() {  # commit NAME: the run's files, in the git work tree that holds RESULTS_DIR, under a lock (lanes finish together)
     [[ "$COMMIT" == 1 ]] || return 0
     local files=() f
-    for f in "$RESULTS_DIR"/{records,valid,logs,reports,bench}/"$1".{json,txt} "$RESULTS_DIR/text/$1.hyp" "$RESULTS_DIR/text/test.ref" "$RESULTS_DIR"/choices/*.json "$RESULTS_DIR/pretrained.sha256"; do
+    for f in "$RESULTS_DIR"/{records,valid,logs,reports,bench,prune}/"$1".{json,txt} "$RESULTS_DIR/text/$1.hyp" "$RESULTS_DIR/text/test.ref" "$RESULTS_DIR"/choices/*.json "$RESULTS_DIR/pretrained.sha256"; do
         [[ -f "$f" ]] && files+=("$(realpath "$f")")
     done
     ( flock 9; git -C "$RESULTS_DIR" add -- "${files[@]}" && { git -C "$RESULTS_DIR" diff --cached --quiet -- "${files[@]}" \
@@ -91,10 +91,10 @@ run_one() {  # run_one "NAME METHOD BUDGET SEED VARS...": train, evaluate on val
     fi
 }
 
-run_all() {  # run_all RUN...: LANES lanes side by side, each taking every LANES-th run
+run_all() {  # run_all RUN...: LANES lanes side by side, each taking every LANES-th run with RUNNER (default run_one)
     local lane pids=() i
     for (( lane = 0; lane < LANES; lane++ )); do
-        ( for (( i = lane; i < $#; i += LANES )); do run_one "${@:i+1:1}"; done ) &
+        ( for (( i = lane; i < $#; i += LANES )); do "${RUNNER:-run_one}" "${@:i+1:1}"; done ) &
         pids+=($!)
     done
     local failed=0 pid; for pid in "${pids[@]}"; do wait "$pid" || failed=1; done

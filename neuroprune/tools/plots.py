@@ -272,6 +272,14 @@ def check_records(kind, records, paths) -> None:
             raise ValueError(f"{path}: field 'topology.ffn.histogram' needs one more edge than counts")
 
 
+def at_budget(records, budget: int, references) -> List[int]:
+    """Indices of the records of head budget ``budget`` and of the budget-less records of the ``references`` methods;
+    ``ValueError`` when no record has that budget."""
+    if not any(r.get("budget") == budget for r in records):
+        raise ValueError(f"--budget {budget}: no record has that budget")
+    return [i for i, r in enumerate(records) if r.get("budget") == budget or (r.get("budget") is None and r["method"] in references)]
+
+
 def pyplot():
     """matplotlib's pyplot on the Agg backend, with matplotlib's DEBUG logging silenced."""
     logging.getLogger("matplotlib").setLevel(logging.WARNING)  # before the import, which logs at DEBUG under fairseq's setup
@@ -305,10 +313,7 @@ def main(argv=None):
     with exit_on_value_error("plots: "):
         records = load_records(args.records, NEEDS[args.kind])
         if args.budget is not None:
-            keep = [i for i, r in enumerate(records) if r.get("budget") == args.budget
-                    or (r.get("budget") is None and r["method"] in args.references.split(","))]
-            if not keep:
-                raise ValueError(f"--budget {args.budget}: no record has that budget")
+            keep = at_budget(records, args.budget, args.references.split(","))
             records, args.records = [records[i] for i in keep], [args.records[i] for i in keep]
         check_records(args.kind, records, args.records)
     out = prepare_output(args.out, "--out")
