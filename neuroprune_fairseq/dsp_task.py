@@ -167,25 +167,26 @@ class DSPTranslationTask(TranslationTask):
     def optimizer_step(self, optimizer, model, update_num):
         dsp = self.dsp
         learning = dsp is not None and not dsp.frozen
-        if learning and self.cfg.np_dsp_mode == "pipelined":
-            _skip_model_step(optimizer)
-        else:
+        model_steps = not (learning and self.cfg.np_dsp_mode == "pipelined")
+        if model_steps:
             self.weight_sparsity.before_update(model)
             super().optimizer_step(optimizer, model, update_num)
-            self.weight_sparsity.after_update(model, optimizer, update_num, optimizer.get_lr())
-        if dsp is None:
-            return
-        changes = 0
-        if learning:
-            before = dsp.hard_mask()
-            dsp.step(optimizer)
-            changes = int((dsp.hard_mask() > before).sum())
-            if update_num + 1 >= dsp.anneal_updates:
-                self._freeze(update_num + 1, optimizer)
         else:
-            head_masks.enforce(model)  # undo optimizer drift (momentum) on the pruned heads
-            copy_model_params_to_master(optimizer)
-        metrics.log_scalar_sum("np_dsp_topk_changes", changes)
+            _skip_model_step(optimizer)
+        if dsp is not None:
+            changes = 0
+            if learning:
+                before = dsp.hard_mask()
+                dsp.step(optimizer)
+                changes = int((dsp.hard_mask() > before).sum())
+                if update_num + 1 >= dsp.anneal_updates:
+                    self._freeze(update_num + 1, optimizer)
+            else:
+                head_masks.enforce(model)  # undo optimizer drift (momentum) on the pruned heads
+                copy_model_params_to_master(optimizer)
+            metrics.log_scalar_sum("np_dsp_topk_changes", changes)
+        if model_steps:  # after the freeze, so that a pruning step of that update counts the heads it keeps
+            self.weight_sparsity.after_update(model, optimizer, update_num, optimizer.get_lr())
 
     def _freeze(self, updates: int, optimizer) -> None:
         if self.dsp.frozen:
