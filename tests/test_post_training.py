@@ -341,7 +341,7 @@ def test_a_pattern_tuple_without_0_lt_n_lt_m_is_refused(method, pattern):
 
 
 @pytest.mark.parametrize("what,index", [("fc1's weight", 0), ("fc1's bias", 1), ("fc2's weight", 2), ("fc2's bias", 3),
-                                        ("fc1's calibration inputs", 4), ("fc1's held-out inputs", 5)])
+                                        ("fc1's calibration input matrix", 4), ("fc1's held-out input matrix", 5)])
 def test_sparsellm_refuses_a_tensor_that_is_not_finite_naming_it(what, index):
     tensors = list(ffn(0)) + [ffn(0)[4][:50]]
     tensors[index] = poisoned(tensors[index], float("nan"), (0,) * tensors[index].dim())
@@ -351,5 +351,5 @@ def test_sparsellm_refuses_a_tensor_that_is_not_finite_naming_it(what, index):
 
 def test_sparsellm_refuses_inputs_of_the_wrong_width():
     w1, b1, w2, b2, x = ffn(0)
-    with pytest.raises(ValueError, match=r"fc1's calibration inputs is \(400, 23\), expected \(400, 24\) for fc1 \(32, 24\)"):
+    with pytest.raises(ValueError, match=r"fc1's calibration input matrix is \(400, 23\), expected \(400, 24\) for fc1 \(32, 24\)"):
         sparsellm_ffn(w1, b1, w2, b2, x[:, 1:], 0.5)

@@ -101,9 +101,9 @@ def check_ffn(fc1: torch.Tensor, b1: torch.Tensor, fc2: torch.Tensor, b2: torch.
     """``ValueError`` naming the tensor that is not finite or whose size does not fit fc1 (f, d)."""
     f, d = fc1.shape
     sizes = {"fc1's bias": (b1, (f,)), "fc2's weight": (fc2, (fc2.shape[0], f)), "fc2's bias": (b2, (fc2.shape[0],)),
-             "fc1's calibration inputs": (inputs, (inputs.shape[0], d))}
+             "fc1's calibration input matrix": (inputs, (inputs.shape[0], d))}
     if heldout is not None:
-        sizes["fc1's held-out inputs"] = (heldout, (heldout.shape[0], d))
+        sizes["fc1's held-out input matrix"] = (heldout, (heldout.shape[0], d))
     for what, (tensor, shape) in sizes.items():
         if tuple(tensor.shape) != shape:
             raise ValueError(f"{what} is {tuple(tensor.shape)}, expected {shape} for fc1 {(f, d)}")
