@@ -7,7 +7,8 @@ Usage:
         [--heldout-sentences 256] [--record CK_sparse.json] [--cpu]
 
 Every transformer layer's q/k/v/out projections and fc1/fc2 get exactly the asked share of zeros among the
-weights that head masks have not already removed (see ``neuroprune_fairseq.post_pruning``), chosen by
+weights that head masks have not already removed (see ``neuroprune_fairseq.post_pruning``; more only where
+SparseGPT or SparseLLM zero the weights of more dead inputs, zero on every calibration token), chosen by
 magnitude, Wanda, SparseGPT, or SparseLLM (fc1/fc2 jointly, attention by SparseGPT), from a seeded random
 choice of ``--calib-sentences`` sentences of ``--subset`` (decoder teacher-forced, padding excluded). The
 checkpoint may be dense, head-masked (NeuroPrune, DSP, Michel) or exported; the output is the input
