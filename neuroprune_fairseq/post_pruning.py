@@ -5,7 +5,8 @@ Transformer layers are pruned in order, encoder first, each from the calibration
 earlier layer already pruned (sequential, as SparseGPT does): per layer, one teacher-forced capture of its
 linears' inputs (:mod:`.calibration`), then q/k/v/out of each attention module and fc1/fc2 are pruned by the
 method; ``sparsellm`` prunes fc1 and fc2 jointly from fc1's input rows and the attention projections by
-SparseGPT. ``magnitude`` reads no data.
+SparseGPT. ``magnitude`` reads no data. A matrix, Hessian or calibration input that is not finite is refused
+with a ``ValueError`` naming the matrix (the layer, for SparseLLM's joint fc1/fc2).
 
 Head masks: only the weights of active heads are pruned (the kept heads' q/k/v rows and out-projection
 columns), so the sparsity asked for is that of the weights a head mask has not already removed, and an
@@ -41,6 +42,7 @@ class Settings:
     sparsity: float  # with a pattern, N/M
     pattern: Optional[Pattern] = None
     iterations: int = 4  # sparsellm only
+    acceptance_test: bool = False  # sparsellm only: keep a re-pruned fc1/fc2 only when its term of F is not larger
     block_size: int = 128
     damp: float = 0.01
 
@@ -126,13 +128,16 @@ def _prune_matrix(weight: torch.Tensor, xtx: Optional[torch.Tensor], settings: S
     return sparsegpt(weight, xtx, settings.sparsity, settings.pattern, settings.block_size, settings.damp)
 
 
-def _ffn_sparsellm(layer: nn.Module, rows: torch.Tensor, settings: Settings) -> Tuple[torch.Tensor, torch.Tensor, dict]:
+def _ffn_sparsellm(layer: nn.Module, rows: torch.Tensor, settings: Settings,
+                   heldout: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, dict]:
     fc1, fc2 = layer.fc1, layer.fc2
     b1 = fc1.bias if fc1.bias is not None else torch.zeros(fc1.out_features)
     b2 = fc2.bias if fc2.bias is not None else torch.zeros(fc2.out_features)
     result = sparsellm_ffn(fc1.weight.cpu(), b1.cpu(), fc2.weight.cpu(), b2.cpu(), rows, settings.sparsity, settings.pattern,
-                           settings.iterations, block_size=settings.block_size, damp=settings.damp)
-    return result.fc1, result.fc2, {"objective": result.objective, "output_error": result.output_error}
+                           settings.iterations, block_size=settings.block_size, damp=settings.damp,
+                           acceptance_test=settings.acceptance_test, heldout=heldout)
+    history = {"objective": result.objective, "output_error": result.output_error}
+    return result.fc1, result.fc2, {**history, "heldout_error": result.heldout_error} if heldout is not None else history
 
 
 def ffn_output(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -146,12 +151,13 @@ def ffn_output(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def prune_layer(layer_name: str, layer: nn.Module, model: nn.Module, batches, settings: Settings, heldout=()) -> dict:
     """Prune one transformer layer in place; returns per-matrix figures, SparseLLM's history and, with
-    ``heldout`` batches, the FFN block's relative output error on their fc1 inputs (captured before pruning)."""
+    ``heldout`` batches, the FFN block's relative output error on their fc1 inputs (captured before pruning),
+    for SparseLLM after each of its iterations too."""
     linears = prunable_linears(layer_name, layer)
     capture = _Capture(keep_rows=settings.method == "sparsellm")
     if settings.method != "magnitude":
         capture_linear_inputs(model, batches, linears, capture)
-    held, extra = [], {}
+    held, held_x, extra = [], None, {}
     if heldout:
         capture_linear_inputs(model, heldout, {f"{layer_name}.fc1": layer.fc1}, lambda _, rows: held.append(rows))
         held_x = torch.cat(held)  # (n, d)
@@ -162,13 +168,15 @@ def prune_layer(layer_name: str, layer: nn.Module, model: nn.Module, batches, se
         rows, cols = regions[name]
         weight = linear.weight.detach().cpu()[rows][:, cols]  # the active part
         xtx = capture.xtx[name][cols][:, cols] if name in capture.xtx else None
+        joint = settings.method == "sparsellm" and name.endswith(".fc1")
         try:
-            if settings.method == "sparsellm" and name.endswith(".fc1"):
+            if joint:
                 fc1_rows = torch.cat(capture.rows[name])  # (n, d)
-                pruned[name], pruned[f"{layer_name}.fc2"], extra["sparsellm"] = _ffn_sparsellm(layer, fc1_rows, settings)
+                held_rows = held_x.cpu() if held_x is not None else None
+                pruned[name], pruned[f"{layer_name}.fc2"], extra["sparsellm"] = _ffn_sparsellm(layer, fc1_rows, settings, held_rows)
             new = pruned[name] if name in pruned else _prune_matrix(weight, xtx, settings)
         except ValueError as err:
-            raise ValueError(f"{name}: {err}") from err
+            raise ValueError(f"{layer_name if joint else name}: {err}") from err
         matrices[name] = {
             "kind": KINDS[name.split(".")[-1]], "entries": new.numel(), "zeros": int((new == 0).sum()),
             "calibration_error": reconstruction_error(weight, new, xtx) if xtx is not None else None,
@@ -191,12 +199,15 @@ def prune_model(model: nn.Module, batches, settings: Settings, heldout=()) -> di
         heldout: optional other samples on which each FFN block's output error is measured.
     Returns:
         ``{"layers": [{"name", "seconds", "matrices": {name: {kind, entries, zeros, calibration_error}},
-        "sparsellm"?: {"objective", "output_error"}, "ffn_heldout_error"?}]}``; entries and zeros count the
-        active weights only; ``ffn_heldout_error`` is ``||Y - Y'||^2 / ||Y||^2`` of the FFN block on the held-out
-        samples' inputs to that layer, dense (Y) and pruned (Y').
+        "sparsellm"?: {"objective", "output_error", "heldout_error"?}, "ffn_heldout_error"?}]}``; entries and
+        zeros count the active weights only; ``ffn_heldout_error`` is ``||Y - Y'||^2 / ||Y||^2`` of the FFN block
+        on the held-out samples' inputs to that layer, dense (Y) and pruned (Y'); SparseLLM's ``output_error``
+        (calibration inputs) and ``heldout_error`` give it after each iteration, iteration 0 being layer-wise
+        SparseGPT on the same inputs, the last the final weights.
     Raises:
         ValueError: see :func:`check_pattern_fits`, :func:`check_relu_ffns`, :func:`check_sparsellm_tokens`, and a
-        matrix whose Hessian stays singular (the message names it).
+        matrix, Hessian or calibration input that is not finite or a Hessian that stays singular (the message
+        names the matrix, or the layer for SparseLLM's fc1/fc2).
     """
     check_pattern_fits(model, settings.pattern)
     if settings.method == "sparsellm":
@@ -210,7 +221,9 @@ def prune_model(model: nn.Module, batches, settings: Settings, heldout=()) -> di
         seconds = time.perf_counter() - start
         zeros = sum(m["zeros"] for m in figures["matrices"].values())
         entries = sum(m["entries"] for m in figures["matrices"].values())
+        history = figures.get("sparsellm", {}).get("heldout_error")
+        by_iteration = f" | held-out FFN error by iteration (0 = SparseGPT) {' '.join(f'{e:.4f}' for e in history)}" if history else ""
         print(f"post_prune | {layer_name} | {settings.method} | sparsity {zeros / entries:.4f} of {entries} active weights"
-              f" | {seconds:.1f}s", file=sys.stderr, flush=True)
+              f" | {seconds:.1f}s{by_iteration}", file=sys.stderr, flush=True)
         layers.append({"name": layer_name, "seconds": round(seconds, 3), **figures})
     return {"layers": layers}

@@ -1,5 +1,6 @@
 """tools.post_prune on a tiny trained fairseq model: exact sparsity of the active weights, head masks kept,
-sparsity 0 changes nothing, N:M patterns, exported checkpoints, generation, and one error per bad input."""
+sparsity 0 zeroes only dead inputs' weights, N:M patterns, exported checkpoints, generation, and one error per
+bad input."""
 import json
 import os
 import re
@@ -77,12 +78,28 @@ def active_weights(state):
     return active
 
 
-def test_sparsegpt_at_sparsity_zero_changes_no_weight(toy):
-    """Nothing pruned, nothing compensated: the whole model state comes back bit for bit (masks included),
-    so the model's outputs are the same."""
+def test_sparsegpt_at_sparsity_zero_zeroes_only_the_weights_of_dead_inputs(toy):
+    """Nothing pruned, nothing compensated: the model state comes back bit for bit (masks included) but for
+    the weights of inputs that are zero on every calibration token (dead ReLU units before fc2, many in this
+    toy model), zeroed as SparseGPT's authors do; they are found here from the dense model's own input
+    moments (zeroing them changes no calibration output, so every layer saw the dense model's inputs)."""
+    from fairseq import checkpoint_utils
+
+    from neuroprune_fairseq.calibration import InputStats, calibration_batches, capture_linear_inputs
+    from neuroprune_fairseq.post_pruning import prunable_linears, transformer_layers
+
     out, _ = _prune(toy, "zero", "--method", "sparsegpt", "--sparsity", "0")
     before, after = _state(toy / "masked.pt"), _state(out)
-    assert all(torch.equal(after[k], v) for k, v in before.items() if k in after)
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(toy / "masked.pt")], arg_overrides={"data": str(toy / "bin")})
+    linears = {k: v for name, layer in transformer_layers(models[0]) for k, v in prunable_linears(name, layer).items()}
+    stats = InputStats()
+    capture_linear_inputs(models[0], calibration_batches(task, models[0], "train", 256), linears, stats)
+    expected = dict(before)
+    for name in linears:
+        expected[f"{name}.weight"] = before[f"{name}.weight"].masked_fill(stats.xtx[name].diagonal()[None, :] == 0, 0)
+    changed = [k for k in before if not torch.equal(before[k], expected[k])]
+    assert changed and all(k.endswith("fc2.weight") for k in changed)
+    assert all(torch.equal(after[k], v) for k, v in expected.items())
     assert set(before) <= set(after)
 
 
@@ -105,9 +122,12 @@ def test_every_active_matrix_has_exactly_the_asked_sparsity_and_masked_heads_sta
 
 @pytest.mark.parametrize("method", ["sparsegpt_2:4", "sparsellm_2:4"])
 def test_n_m_pattern_holds_in_every_active_row(pruned, method):
+    """2 zeros in every group of 4 inputs of every row, more only where more of the group's inputs are dead
+    (their columns zeroed in every row): the count is max(2, the group's all-zero columns)."""
     for key, weights in active_weights(_state(pruned[method][0])).items():
-        groups = (weights == 0).reshape(weights.shape[0], -1, 4)
-        assert bool((groups.sum(-1) == 2).all()), key
+        groups = (weights == 0).reshape(weights.shape[0], -1, 4)  # (rows, groups, 4)
+        dead = groups.all(0).sum(-1)  # (groups,)
+        assert bool((groups.sum(-1) == dead.clamp_min(2)[None, :]).all()), key
 
 
 def test_record_holds_settings_sparsity_cost_and_sparsellm_history(pruned, toy):
@@ -120,10 +140,20 @@ def test_record_holds_settings_sparsity_cost_and_sparsellm_history(pruned, toy):
     assert abs(on_disk["sparsity_achieved"]["overall"] - 0.6) < 1e-3
     layers = on_disk["layers"]
     assert [layer["name"] for layer in layers] == [f"{s}.layers.{i}" for s in ("encoder", "decoder") for i in range(6)]
-    for layer in layers:
-        objective = layer["sparsellm"]["objective"]
-        assert len(objective) == 4 and all(b <= a * (1 + 1e-12) for a, b in zip(objective, objective[1:]))
+    assert on_disk["settings"] == {"method": "sparsellm", "sparsity": 0.6, "pattern": None, "iterations": 4,
+                                   "acceptance_test": False, "block_size": 128, "damp": 0.01}
+    for layer in layers:  # F may end above iteration 0's: every re-pruned matrix is taken, as in the paper
+        assert len(layer["sparsellm"]["objective"]) == len(layer["sparsellm"]["output_error"]) == len(layer["sparsellm"]["heldout_error"]) == 4
     assert record == on_disk
+
+
+def test_sparsellm_heldout_error_by_iteration_starts_at_sparsegpt_and_ends_at_the_layer(pruned):
+    """Iteration 0 of encoder layer 0 (inputs that no pruning precedes; its attention pruned by SparseGPT in both
+    runs) is the SparseGPT run's held-out FFN error there; the last iteration is the layer's own measurement."""
+    sparsellm, sparsegpt = (pruned[m][1]["layers"] for m in ("sparsellm", "sparsegpt"))
+    assert sparsellm[0]["sparsellm"]["heldout_error"][0] == pytest.approx(sparsegpt[0]["ffn_heldout_error"], rel=1e-4)
+    for layer in sparsellm:
+        assert layer["sparsellm"]["heldout_error"][-1] == pytest.approx(layer["ffn_heldout_error"], rel=1e-4), layer["name"]
 
 
 def test_heldout_ffn_error_matches_a_recomputation_from_the_checkpoints(toy, pruned):
@@ -200,6 +230,7 @@ def _gelu_checkpoint(toy):
      r"--calib-sentences 3 --subset train: SparseLLM needs more calibration tokens than the FFN width: 3 sentences give \d+ source tokens for encoder.layers.0's width 64; about \d+ sentences are needed"),
     (["--sparsity", "0.5", "--method", "magnitude", "--iterations", "2"], "--iterations is only used by sparsellm, not by --method magnitude"),
     (["--sparsity", "0.5", "--method", "wanda", "--damp", "0.1"], "--damp is only used by sparsegpt and sparsellm"),
+    (["--sparsity", "0.5", "--acceptance-test"], "--acceptance-test is only used by sparsellm, not by --method sparsegpt"),
     (["--sparsity", "0.5", "--pattern", "2:4", "--block-size", "6"], "--block-size 6 must be a multiple of the pattern's M = 4"),
     (["--sparsity", "0.5", "--method", "sparsellm", "--checkpoint", "GELU"],
      r"--method sparsellm: encoder.layers.0: SparseLLM's closed-form z step needs fc2\(relu\(fc1\(x\)\)\), but this FFN uses gelu"),

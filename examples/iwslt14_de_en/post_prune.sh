@@ -20,6 +20,7 @@ DATA_BIN=${DATA_BIN:-data/offline_de_en_libreoffice/data-bin40}
 CALIB_SENTENCES=${CALIB_SENTENCES:-256}
 SUBSET=${SUBSET:-train}
 ITERATIONS=${ITERATIONS:-4}  # SparseLLM's alternating rounds, the first (SparseGPT) included
+ACCEPTANCE_TEST=${ACCEPTANCE_TEST:-0}  # 1: SparseLLM with --acceptance-test (how its records before issue 27 were made)
 HELDOUT_SENTENCES=${HELDOUT_SENTENCES:-256}  # each FFN block's output error is measured on these (0: off)
 HELDOUT_SUBSET=${HELDOUT_SUBSET:-valid}
 OUT_DIR=${OUT_DIR:-runs/post_prune}  # pruned checkpoints
@@ -84,6 +85,7 @@ for base in $BASES; do
                 if [[ ! -f "$OUT_DIR/$name.pt" || ! -f "$RESULTS_DIR/prune/$name.json" ]]; then
                     step "prune $bname with $method to sparsity $sparsity"
                     iterations=(); [[ "$method" == sparsellm ]] && iterations=(--iterations "$ITERATIONS")
+                    [[ "$method" == sparsellm && "$ACCEPTANCE_TEST" == 1 ]] && iterations+=(--acceptance-test)
                     "$PYTHON" -m neuroprune_fairseq.tools.post_prune --checkpoint "$checkpoint" --data-bin "$DATA_BIN" \
                         --method "$method" --sparsity "$sparsity" --calib-sentences "$CALIB_SENTENCES" --subset "$SUBSET" \
                         --heldout-sentences "$HELDOUT_SENTENCES" --heldout-subset "$HELDOUT_SUBSET" \

@@ -17,6 +17,15 @@ each row (``2:4`` as in SparseGPT and Wanda), sparsity N/M.
   Cholesky factor ``U`` of the dampened inverse Hessian (``H^-1 = U^T U``; row i of ``U`` scaled by
   ``1/U_ii`` is row 0 of the inverse of ``H`` restricted to columns i..in-1). The mask is chosen per block
   of columns from the saliency ``w^2 / U_ii^2`` of the block's weights as updated so far.
+
+Dead inputs (zero on every calibration token, ``H_jj = 0``): SparseGPT first zeroes their weights and sets
+``H_jj = 1``, as its authors' code does; those zeros score 0, so they are the first of the block's share
+and add to it only where a block has more of them than its share. Wanda scores them 0, so they are the
+first of each row's share of zeros, but none beyond it (as in Wanda's code). Magnitude reads no data and
+treats them like any other input.
+
+Bad numbers are refused with a ``ValueError`` saying what is wrong: a NaN or infinite weight or Hessian
+entry, a Hessian whose size is not the weight's input size, an N:M pattern without ``0 < N < M``.
 """
 import logging
 from typing import List, Optional, Sequence, Tuple
@@ -44,10 +53,32 @@ def parse_pattern(text: str) -> Pattern:
 
 
 def check_pattern(pattern: Optional[Pattern], columns: int, what: str = "the matrix") -> None:
-    """``ValueError`` when an N:M pattern's M does not divide the input size ``columns``."""
-    if pattern is not None and columns % pattern[1]:
+    """``ValueError`` unless an N:M pattern is two integers ``0 < N < M`` and M divides the input size ``columns``."""
+    if pattern is None:
+        return
+    if len(pattern) != 2 or not all(isinstance(v, int) for v in pattern) or not 0 < pattern[0] < pattern[1]:
+        raise ValueError(f"an N:M pattern (N zeros in every M inputs) needs integers 0 < N < M, got {tuple(pattern)} for {what}")
+    if columns % pattern[1]:
         raise ValueError(f"N:M pattern {pattern[0]}:{pattern[1]} needs an input size that is a multiple of "
                          f"{pattern[1]}, but {what} has {columns} inputs")
+
+
+def check_finite(tensor: torch.Tensor, what: str) -> None:
+    """``ValueError`` naming ``what`` and counting its entries when any is NaN or infinite."""
+    bad = int((~torch.isfinite(tensor)).sum())
+    if bad:
+        raise ValueError(f"{what} has NaN or infinite entries ({bad} of {tensor.numel()})")
+
+
+def check_weight(weight: torch.Tensor, xtx: Optional[torch.Tensor] = None) -> None:
+    """``ValueError`` for a weight (out, in) or Hessian that is not finite, or a Hessian that is not (in, in)."""
+    check_finite(weight, f"the weight {tuple(weight.shape)}")
+    if xtx is None:
+        return
+    if tuple(xtx.shape) != (weight.shape[1],) * 2:
+        raise ValueError(f"the Hessian is {tuple(xtx.shape)} but the weight {tuple(weight.shape)} has {weight.shape[1]} "
+                         f"inputs: expected ({weight.shape[1]}, {weight.shape[1]})")
+    check_finite(xtx, "the Hessian (calibration inputs' second moment)")
 
 
 def spread(total: int, sizes: Sequence[int]) -> List[int]:
@@ -99,6 +130,7 @@ def score_mask(scores: torch.Tensor, sparsity: float, pattern: Optional[Pattern]
 
 def magnitude(weight: torch.Tensor, sparsity: float, pattern: Optional[Pattern] = None) -> torch.Tensor:
     """``weight`` (out, in) with its smallest-magnitude entries zeroed (a new tensor)."""
+    check_weight(weight)
     return weight.masked_fill(score_mask(weight.abs(), sparsity, pattern), 0)
 
 
@@ -109,6 +141,7 @@ def wanda(weight: torch.Tensor, xtx: torch.Tensor, sparsity: float, pattern: Opt
         weight: (out, in).
         xtx: (in, in) ``H``; only its diagonal (the squared l2 norm of each input over the tokens) is used.
     """
+    check_weight(weight, xtx)
     norms = xtx.diagonal().clamp_min(0).sqrt().to(weight)  # (in,)
     return weight.masked_fill(score_mask(weight.abs() * norms[None, :], sparsity, pattern, per_row=True), 0)
 
@@ -150,8 +183,9 @@ def sparsegpt(weight: torch.Tensor, xtx: torch.Tensor, sparsity: float, pattern:
         block_size: columns whose mask is chosen together (with a pattern, a multiple of M).
         damp: dampening, as a fraction of the Hessian's mean diagonal (see :func:`inverse_hessian_factor`).
     Returns:
-        The pruned weight, same dtype and device; exactly ``weight`` when nothing is pruned.
+        The pruned weight, same dtype and device; exactly ``weight`` when nothing is pruned and no input is dead.
     """
+    check_weight(weight, xtx)
     rows, cols = weight.shape
     if pattern is not None:
         check_pattern(pattern, cols)
@@ -159,8 +193,11 @@ def sparsegpt(weight: torch.Tensor, xtx: torch.Tensor, sparsity: float, pattern:
             raise ValueError(f"block size {block_size} must be a multiple of the pattern's M = {pattern[1]}")
     else:
         check_sparsity(sparsity)
-    upper = inverse_hessian_factor(xtx, damp)  # (in, in)
-    w = weight.detach().double().clone()  # (out, in)
+    h, w = xtx.double().clone(), weight.detach().double().clone()  # (in, in), (out, in)
+    dead = h.diagonal() == 0  # (in,): inputs that are zero on every calibration token
+    h.diagonal()[dead] = 1
+    w[:, dead] = 0
+    upper = inverse_hessian_factor(h, damp)  # (in, in)
     starts = list(range(0, cols, block_size))
     counts = [0] * len(starts) if pattern else spread(round(sparsity * w.numel()), [min(block_size, cols - s) for s in starts])
     for start, count in zip(starts, counts):

@@ -18,14 +18,17 @@ is minimised over sparse W1, W2 and over p, z, one block of variables at a time 
   + gamma relu(z)`` per token) and z in closed form (per entry, the better of the minimisers over z >= 0
   and over z <= 0).
 
-SparseGPT only approximates the constrained W steps, so a re-pruned matrix replaces the current one only
-when its term of F is not larger; with the p and z steps exact, F then never increases after iteration 0.
+Every re-pruned matrix is taken, as in the paper and its public code. SparseGPT only approximates the
+constrained W steps, so F can rise at an iteration; ``acceptance_test=True`` keeps a re-pruned matrix only
+when its term of F is not larger, and with the p and z steps exact, F then never increases after iteration
+0. That test is not in the paper: the z step pulls z towards the current fc1's output, so the re-pruned fc1
+is rejected on most iterations and the result stays close to (or equal to) layer-wise SparseGPT.
 
 Compared with the public code (BaiTheBest/SparseLLM, OPT path): the same weights alpha = beta = gamma =
 0.1 (only their ratios matter) and 4 iterations by default; it refits W1 with the pseudo-inverse of X where
-this uses a ridge solve, and moves W2 by 10 gradient steps (learning rate 0.01) where this refits W2 exactly;
-it has no acceptance test. Everything is computed in float64. The p step's Hessian ``p^T p`` (f, f) needs
-more calibration tokens than the FFN width ``f``.
+this uses a ridge solve, and moves W2 by 10 gradient steps (learning rate 0.01) where this refits W2 exactly.
+Everything is computed in float64. The p step's Hessian ``p^T p`` (f, f) needs more calibration tokens than
+the FFN width ``f``.
 """
 from dataclasses import dataclass
 from typing import Callable, List, Optional
@@ -33,17 +36,21 @@ from typing import Callable, List, Optional
 import torch
 import torch.nn.functional as F
 
-from .post_training import Pattern, check_sparsity, sparsegpt
+from .post_training import Pattern, check_finite, check_sparsity, sparsegpt
 
 
 @dataclass
 class PrunedFfn:
-    """SparseLLM's result: the pruned weights and, after each iteration, F per token and the block's error."""
+    """SparseLLM's result: the pruned weights and, after each iteration, F per token and the block's errors.
+
+    Iteration 0 is layer-wise SparseGPT, so ``output_error[0]`` and ``heldout_error[0]`` are SparseGPT's.
+    """
 
     fc1: torch.Tensor  # (f, d)
     fc2: torch.Tensor  # (d_out, f)
     objective: List[float]  # F / n after iterations 0, 1, ...
-    output_error: List[float]  # ||Y - Y_hat||^2 / ||Y||^2 of the block with that iteration's weights
+    output_error: List[float]  # ||Y - Y_hat||^2 / ||Y||^2 of the block with that iteration's weights, calibration inputs
+    heldout_error: List[float]  # the same on the held-out inputs (empty without them)
 
 
 def squared(t: torch.Tensor) -> float:
@@ -82,6 +89,28 @@ def update_z(m: torch.Tensor, p: torch.Tensor, alpha: float, gamma: float) -> to
     return torch.where(cost(nonneg) <= cost(nonpos), nonneg, nonpos)
 
 
+def output_error(x: torch.Tensor, fc1: torch.Tensor, b1: torch.Tensor, fc2: torch.Tensor, dense: torch.Tensor,
+                 b2: torch.Tensor) -> float:
+    """``||Y - Y_hat||^2 / ||Y||^2`` of the block with weights fc1 (f, d), fc2 (d_out, f) on rows x (n, d), where
+    ``dense`` (n, d_out) is ``Y - b2`` (0 when ``Y = 0``)."""
+    return squared(F.relu(x @ fc1.T + b1) @ fc2.T - dense) / max(squared(dense + b2), 1e-300)
+
+
+def check_ffn(fc1: torch.Tensor, b1: torch.Tensor, fc2: torch.Tensor, b2: torch.Tensor, inputs: torch.Tensor,
+              heldout: Optional[torch.Tensor]) -> None:
+    """``ValueError`` naming the tensor that is not finite or whose size does not fit fc1 (f, d)."""
+    f, d = fc1.shape
+    sizes = {"fc1's bias": (b1, (f,)), "fc2's weight": (fc2, (fc2.shape[0], f)), "fc2's bias": (b2, (fc2.shape[0],)),
+             "fc1's calibration input matrix": (inputs, (inputs.shape[0], d))}
+    if heldout is not None:
+        sizes["fc1's held-out input matrix"] = (heldout, (heldout.shape[0], d))
+    for what, (tensor, shape) in sizes.items():
+        if tuple(tensor.shape) != shape:
+            raise ValueError(f"{what} is {tuple(tensor.shape)}, expected {shape} for fc1 {(f, d)}")
+    for what, tensor in {"fc1's weight": fc1, **{k: t for k, (t, _) in sizes.items()}}.items():
+        check_finite(tensor, what)
+
+
 def _better(current: torch.Tensor, candidate: torch.Tensor, term: Callable[[torch.Tensor], float]) -> torch.Tensor:
     return candidate if term(candidate) <= term(current) else current
 
@@ -89,7 +118,8 @@ def _better(current: torch.Tensor, candidate: torch.Tensor, term: Callable[[torc
 def sparsellm_ffn(fc1: torch.Tensor, b1: torch.Tensor, fc2: torch.Tensor, b2: torch.Tensor, inputs: torch.Tensor,
                   sparsity: float, pattern: Optional[Pattern] = None, iterations: int = 4,
                   alpha: float = 0.1, beta: float = 0.1, gamma: float = 0.1,
-                  block_size: int = 128, damp: float = 0.01) -> PrunedFfn:
+                  block_size: int = 128, damp: float = 0.01, acceptance_test: bool = False,
+                  heldout: Optional[torch.Tensor] = None) -> PrunedFfn:
     """Prune a ReLU FFN block's fc1 (f, d) and fc2 (d_out, f) jointly by SparseLLM.
 
     Args:
@@ -98,11 +128,15 @@ def sparsellm_ffn(fc1: torch.Tensor, b1: torch.Tensor, fc2: torch.Tensor, b2: to
         sparsity, pattern, block_size, damp: as for :func:`~.post_training.sparsegpt`, applied to both matrices.
         iterations: alternating rounds, iteration 0 (layer-wise SparseGPT) included.
         alpha, beta, gamma: weights of F's three terms.
+        acceptance_test: keep a re-pruned matrix only when its term of F is not larger (not in the paper).
+        heldout: optional (m, d) other inputs of fc1, on which each iteration's block error is measured.
     Returns:
         :class:`PrunedFfn`, its weights in the input weights' dtype.
     Raises:
-        ValueError: too few tokens, bad sparsity/pattern/iterations, or F not finite.
+        ValueError: too few tokens, bad sparsity/pattern/iterations, a tensor not finite or of the wrong size
+        (the message names it), or F not finite.
     """
+    check_ffn(fc1, b1, fc2, b2, inputs, heldout)
     n, f = inputs.shape[0], fc1.shape[0]
     if n <= f:
         raise ValueError(f"SparseLLM needs more calibration tokens than the FFN width: got {n} tokens for width {f}")
@@ -115,17 +149,23 @@ def sparsellm_ffn(fc1: torch.Tensor, b1: torch.Tensor, fc2: torch.Tensor, b2: to
     p = F.relu(z)  # (n, f)
     target = p @ w2.T  # (n, d_out): Y - b2 of the dense block
     xtx = x.T @ x  # (d, d)
+    if heldout is not None:
+        held = heldout.detach().double()  # (m, d)
+        held_dense = F.relu(held @ w1.T + b1) @ w2.T  # (m, d_out): Y - b2 on the held-out inputs
 
     def prune(weight, hessian):
         return sparsegpt(weight, hessian, sparsity, pattern, block_size, damp)
 
-    objective, output_error = [], []
+    objective, calibration_error, heldout_error = [], [], []
     for step in range(iterations):
         if step == 0:
             w1, w2 = prune(w1, xtx), prune(w2, p.T @ p)
         else:
-            w1 = _better(w1, prune(ridge_fit(x, z - b1, damp), xtx), lambda w: squared(z - x @ w.T - b1))
-            w2 = _better(w2, prune(ridge_fit(p, target, damp), p.T @ p), lambda w: squared(p @ w.T - target))
+            new1, new2 = prune(ridge_fit(x, z - b1, damp), xtx), prune(ridge_fit(p, target, damp), p.T @ p)
+            if acceptance_test:
+                new1 = _better(w1, new1, lambda w: squared(z - x @ w.T - b1))
+                new2 = _better(w2, new2, lambda w: squared(p @ w.T - target))
+            w1, w2 = new1, new2
         p = update_p(w2, target, z, beta, gamma)
         m = x @ w1.T + b1  # (n, f)
         z = update_z(m, p, alpha, gamma)
@@ -133,5 +173,7 @@ def sparsellm_ffn(fc1: torch.Tensor, b1: torch.Tensor, fc2: torch.Tensor, b2: to
         if value != value or value == float("inf"):
             raise ValueError(f"SparseLLM's objective is not finite at iteration {step}: increase the dampening")
         objective.append(value)
-        output_error.append(squared(F.relu(m) @ w2.T - target) / max(squared(target + b2), 1e-300))
-    return PrunedFfn(w1.to(fc1.dtype), w2.to(fc2.dtype), objective, output_error)
+        calibration_error.append(output_error(x, w1, b1, w2, target, b2))
+        if heldout is not None:
+            heldout_error.append(output_error(held, w1, b1, w2, held_dense, b2))
+    return PrunedFfn(w1.to(fc1.dtype), w2.to(fc2.dtype), objective, calibration_error, heldout_error)

@@ -3,21 +3,24 @@
 Usage:
     python -m neuroprune_fairseq.tools.post_prune --checkpoint CK.pt --data-bin DIR \
         --method {magnitude,wanda,sparsegpt,sparsellm} --sparsity 0.7 --out CK_sparse.pt \
-        [--pattern 2:4] [--calib-sentences 256 --subset train --iterations 4] [--heldout-sentences 256] \
-        [--record CK_sparse.json] [--cpu]
+        [--pattern 2:4] [--calib-sentences 256 --subset train --iterations 4 --acceptance-test] \
+        [--heldout-sentences 256] [--record CK_sparse.json] [--cpu]
 
 Every transformer layer's q/k/v/out projections and fc1/fc2 get exactly the asked share of zeros among the
-weights that head masks have not already removed (see ``neuroprune_fairseq.post_pruning``), chosen by
+weights that head masks have not already removed (see ``neuroprune_fairseq.post_pruning``; more only where
+SparseGPT or SparseLLM zero the weights of more dead inputs, zero on every calibration token), chosen by
 magnitude, Wanda, SparseGPT, or SparseLLM (fc1/fc2 jointly, attention by SparseGPT), from a seeded random
 choice of ``--calib-sentences`` sentences of ``--subset`` (decoder teacher-forced, padding excluded). The
 checkpoint may be dense, head-masked (NeuroPrune, DSP, Michel) or exported; the output is the input
 checkpoint with only its model weights replaced (masks kept), loadable by ``fairseq-generate --user-dir
 neuroprune_fairseq --task neuroprune_translation``. The record (JSON, default ``<out>`` with ``.json``)
 holds the settings, the sparsity per matrix and per matrix type, each matrix's reconstruction error on
-the calibration inputs, SparseLLM's objective per iteration, with ``--heldout-sentences`` each FFN block's
-output error on held-out sentences, the wall time and the peak memory.
+the calibration inputs, SparseLLM's objective and FFN output error per iteration, with ``--heldout-sentences``
+each FFN block's output error on held-out sentences (for SparseLLM per iteration too, iteration 0 being
+layer-wise SparseGPT), the wall time and the peak memory.
 """
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -40,8 +43,8 @@ from ..post_pruning import (
 from .checkpoints import load_model, save_model_state
 
 # method-specific options: default value, methods that use it
-SPECIFIC = {"iterations": (4, {"sparsellm"}), "block_size": (128, {"sparsegpt", "sparsellm"}),
-            "damp": (0.01, {"sparsegpt", "sparsellm"})}
+SPECIFIC = {"iterations": (4, {"sparsellm"}), "acceptance_test": (False, {"sparsellm"}),
+            "block_size": (128, {"sparsegpt", "sparsellm"}), "damp": (0.01, {"sparsegpt", "sparsellm"})}
 
 
 def parse_args(argv=None):
@@ -63,6 +66,10 @@ def parse_args(argv=None):
     p.add_argument("--heldout-subset", default="valid", help="split of the held-out sentences (choose one other than --subset)")
     p.add_argument("--iterations", type=int, default=None,
                    help="sparsellm: alternating rounds, the first (SparseGPT) included (default 4)")
+    p.add_argument("--acceptance-test", action="store_true", default=None,
+                   help="sparsellm: keep a re-pruned fc1/fc2 only when it does not raise its term of the objective F. "
+                        "Not in the paper or its code (off by default: every re-pruned matrix is taken); this "
+                        "project's SparseLLM ran with it before issue 27, so it reproduces those records")
     p.add_argument("--block-size", type=int, default=None,
                    help="sparsegpt/sparsellm: columns whose mask is chosen together (default 128, or the next multiple of a pattern's M)")
     p.add_argument("--damp", type=float, default=None,
@@ -97,8 +104,8 @@ def check_args(args) -> Settings:
 
 
 def method_options(args, pattern) -> dict:
-    """--iterations, --block-size and --damp with their defaults; ``SystemExit`` when one is given to a method
-    that does not use it or is out of range."""
+    """--iterations, --acceptance-test, --block-size and --damp with their defaults; ``SystemExit`` when one is
+    given to a method that does not use it or is out of range."""
     values = {}
     for name, (default, methods) in SPECIFIC.items():
         value = getattr(args, name)
@@ -181,6 +188,7 @@ def main(argv=None):
     record = {
         "checkpoint": args.checkpoint, "out": str(out), "method": settings.method, "sparsity": settings.sparsity,
         "pattern": args.pattern and f"{settings.pattern[0]}:{settings.pattern[1]}", "args": vars(args),
+        "settings": dataclasses.asdict(settings),
         "calibration": {"subset": args.subset, "sentences": sum(len(b["id"]) for b in batches),
                         "tokens": calibration_tokens(model, batches) if batches else None},
         "heldout": {"subset": args.heldout_subset, "sentences": sum(len(b["id"]) for b in heldout)} if heldout else None,
