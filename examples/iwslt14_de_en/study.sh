@@ -151,13 +151,17 @@ if [[ -n "$SEC_PER_RUN" ]]; then
 else
     echo "study: no time estimate (SEC_PER_RUN is empty: set it and SEC_PER_EVAL to seconds measured on this machine)"
 fi
-[[ -f "$PRETRAINED" ]] || die "PRETRAINED=$PRETRAINED does not exist: run the main command (scripts/run_offline_demo.sh) first"
-# Every run of one study starts from the same checkpoint: its sha256 is kept with the records (and committed).
-identity="$RESULTS_DIR/pretrained.sha256"
-checksum=$(sha256sum "$PRETRAINED" | cut -d' ' -f1)
-if [[ ! -f "$identity" ]]; then echo "$checksum" > "$identity"
-elif [[ "$(cat "$identity")" != "$checksum" ]]; then
-    die "PRETRAINED=$PRETRAINED is not the checkpoint this study's records started from (sha256 in $identity); use that one, or another RESULTS_DIR"
+if has_phase train || has_phase evaluate || has_phase bench; then
+    [[ -f "$PRETRAINED" ]] || die "PRETRAINED=$PRETRAINED does not exist: run the main command (scripts/run_offline_demo.sh) first"
+    # Every run of one study starts from the same checkpoint: its sha256 is kept with the records (and committed).
+    identity="$RESULTS_DIR/pretrained.sha256"
+    checksum=$(sha256sum "$PRETRAINED" | cut -d' ' -f1)
+    if [[ ! -f "$identity" ]]; then echo "$checksum" > "$identity"
+    elif [[ "$(cat "$identity")" != "$checksum" ]]; then
+        die "PRETRAINED=$PRETRAINED is not the checkpoint this study's records started from (sha256 in $identity); use that one, or another RESULTS_DIR"
+    fi
+else
+    echo "study: PHASES=$PHASES trains, evaluates and benchmarks nothing, so PRETRAINED is neither needed nor checked"
 fi
 
 # 1. The first dense control: it also gives the updates per epoch that DSP's anneal spans.
