@@ -16,9 +16,9 @@
 # records exist is neither retrained nor evaluated again, so a study resumes on any machine from the committed
 # records; COMMIT=1 commits each run's files as soon as they exist. LANES one-thread runs go side by side.
 # The summary: mean and spread over seeds, the seed-pooled paired bootstrap of each NeuroPrune variant against
-# each baseline at each budget, the plots, and DSP's top-K changes per epoch (RESULTS_DIR/dsp_topk_changes.tsv;
-# the summary fails if the top-K moved after SELECT_EPOCHS). full_size.sh runs this script with IWSLT14 settings; extra
-# arguments go to every fine-tuning's fairseq-train.
+# each baseline at each budget (Holm-adjusted over the budget's tests), the plots, and DSP's top-K changes per
+# epoch (RESULTS_DIR/dsp_topk_changes.tsv; the summary fails if the top-K moved after SELECT_EPOCHS); it alone
+# needs no PRETRAINED. full_size.sh runs this script with IWSLT14 settings; extra arguments go to every fine-tuning's fairseq-train.
 # Usage: bash examples/iwslt14_de_en/study.sh [extra fairseq-train args]   (env overrides below; PHASES selects steps)
 set -euo pipefail
 
