@@ -15,8 +15,8 @@ DENSE_UPDATES=${DENSE_UPDATES:-972}  # four epochs of the 243-update corpus: the
 NP_METHOD=${NP_METHOD:-neuroprune_plus}  # neuroprune_plus: the pass chosen on valid (examples README); neuroprune: the paper's
 NP_BUDGET=${NP_BUDGET:-54}  # heads kept, exactly, by the pass at the end of the first fine-tuning epoch
 NP_EPOCHS=${NP_EPOCHS:-2}   # fine-tuning epochs: the pruned model trains with its heads fixed after the first
-ALPHA=${ALPHA:-1e-4}
-BETA=${BETA:-1e-3}
+ALPHA=${ALPHA:-1e-5}  # the strength chosen on valid for NeuroPrune+ (examples/iwslt14_de_en/results/seed_study/choices/)
+BETA=${BETA:-1e-4}
 BEAM=${BEAM:-5}
 PYTHON=${PYTHON:-.venv/bin/python}
 

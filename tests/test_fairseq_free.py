@@ -11,7 +11,8 @@ import neuroprune
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = ["neuroprune.corpus.spm_tool", "neuroprune.corpus.offline_de_en", "neuroprune.corpus.iwslt14",
          "neuroprune.tools.report", "neuroprune.tools.plots", "neuroprune.tools.summarize",
-         "neuroprune.tools.study_table", "neuroprune.tools.significance", "neuroprune.tools.topk_changes"]
+         "neuroprune.tools.study_table", "neuroprune.tools.significance", "neuroprune.tools.topk_changes",
+         "neuroprune.tools.cited_pvalues"]
 
 BLOCK_FAIRSEQ = '''
 import importlib.abc, sys

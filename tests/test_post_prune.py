@@ -270,6 +270,9 @@ def test_study_script_prunes_evaluates_plots_and_skips_what_exists(toy):
     prune = json.loads((results / "prune" / "dense_wanda_s0.5.json").read_text())
     assert prune["method"] == "wanda" and prune["calibration"]["sentences"] == 50
     assert {p.name for p in results.glob("*.png")} == {"bleu-vs-sparsity-dense.png", "frontier.png"}
+    # hypotheses kept beside the records, the references once
+    assert sorted(p.name for p in (results / "text").iterdir()) == ["dense.hyp", "dense_wanda_s0.5.hyp", "test.ref"]
+    assert len((results / "text" / "dense_wanda_s0.5.hyp").read_text().splitlines()) == NUM_TEST
     again = _script(toy, bases=f"dense:dense:{toy / 'masked.pt'}", results=results)
     assert again.returncode == 0 and not re.search(r"=== .*(prune|evaluate) ", again.stdout)
     bad = _script(toy, bases=f"dense:{toy / 'masked.pt'}", results=results)

@@ -157,3 +157,29 @@ def test_grid_puts_each_configuration_at_its_budget_with_its_own_spread(tmp_path
     assert lines[5] == ""  # then the per-configuration table
     with pytest.raises(SystemExit, match="--grid.*'dsp'"):
         seed_table.main([*_write(tmp_path, records), "--text-dir", str(tmp_path), "--grid", "np,dsp"])
+
+
+def test_each_pair_is_tested_once_and_marked_only_after_holm_over_its_family(tmp_path, monkeypatch):
+    """Fixed p-values per pair of runs (the bootstrap replaced; each run's hypotheses are its name), so that the
+    adjusted values can be worked by hand."""
+    p_of = {("dsp_k54_s1", "michel_k54_s1"): 0.01, ("dense_s1", "michel_k54_s1"): 0.001, ("np_k54_s1", "michel_k54_s1"): 0.02,
+            ("dsp_k54_s1", "np_k54_s1"): 0.03, ("dense_s1", "np_k54_s1"): 0.04,
+            ("dsp_k27_s1", "np_k27_s1"): 0.3, ("dense_s1", "np_k27_s1"): 0.04}
+    monkeypatch.setattr(seed_table, "paired_bootstrap", lambda systems, refs, samples: [
+        {"bleu": 10.0}, {"bleu": 20.0, "p_value": p_of[tuple(seeds[0][0] for seeds in systems.values())]}])
+    records = [_record(f"{c}_k{k}_s1", c, 1.0, seed=1, budget=k) for c, k in (("np", 54), ("dsp", 54), ("michel", 54), ("np", 27), ("dsp", 27))]
+    records += [_record("dense_s1", "dense", 1.0, seed=1, heads=108)]
+    args = [*_write(tmp_path, records, {r["name"]: [r["name"]] * len(REFS) for r in records}), "--text-dir", str(tmp_path),
+            "--compare", "np,michel", "--control", "dense", "--out-md", str(tmp_path / "t.md"), "--overwrite"]
+    _, tests = seed_table.main(args)
+    got = {(t["budget"], t["config"], t["against"]): (round(t["p_holm"], 9), t["family_size"], t["significant"]) for t in tests}
+    # K 54, five pairs (np and michel once): sorted 0.001 x 5 = 0.005, 0.01 x 4 = 0.04, 0.02 x 3 = 0.06,
+    # 0.03 x 2 = 0.06, 0.04 x 1 raised to 0.06; K 27: 0.04 x 2 = 0.08, 0.3 x 1 = 0.3
+    assert got == {(54, "michel", "dense"): (0.005, 5, True), (54, "michel", "dsp"): (0.04, 5, True),
+                    (54, "michel", "np"): (0.06, 5, False), (54, "np", "dsp"): (0.06, 5, False),
+                    (54, "np", "dense"): (0.06, 5, False), (27, "np", "dsp"): (0.3, 2, False),
+                    (27, "np", "dense"): (0.08, 2, False)}
+    md = (tmp_path / "t.md").read_text()
+    assert "| 54 | michel | np | 1 | 20.00 | 10.00 | 0.0200 | 0.0600 | no |" in md and "adjusted over all tests at one budget" in md
+    _, tests = seed_table.main(args + ["--family", "all"])  # one family of 7: 0.001 x 7 = 0.007, then 0.01 x 6 = 0.06
+    assert {t["family_size"] for t in tests} == {7} and [t["significant"] for t in tests].count(True) == 1

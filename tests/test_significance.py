@@ -1,8 +1,12 @@
-"""tools.significance: sacrebleu's paired bootstrap between systems, seed-pooled by concatenation."""
+"""tools.significance: the paired bootstrap between systems, pooled over seeds by source sentence, and Holm's
+adjustment: checked against sacrebleu's own paired bootstrap, against hand-worked values and against properties
+that the naive concatenation breaks."""
 import random
 
 import pytest
 import sacrebleu
+from sacrebleu.metrics import BLEU
+from sacrebleu.significance import PairedTest
 
 from neuroprune.tools import significance
 
@@ -65,5 +69,51 @@ def test_bad_arguments_are_refused(texts, systems, message):
 def test_a_hypothesis_file_of_the_wrong_length_is_refused(texts, tmp_path):
     files, _ = texts
     short = _write(tmp_path / "short.hyp", ["the cat"] * 5)
-    with pytest.raises(SystemExit, match="has 5 lines"):
+    with pytest.raises(SystemExit, match="has 5 lines, the references have 60"):
         significance.main(["--refs", files["refs"], "--system", f"a={files['good1']}", "--system", f"b={short}"])
+
+
+def _sacrebleu(systems, refs, samples):
+    """sacrebleu's PairedTest on (name, hypotheses) pairs: (score, mean, ci, p) per system."""
+    _, results = PairedTest(systems, {"BLEU": BLEU()}, [refs], test_type="bs", n_samples=samples)()
+    return [(r.score, r.mean, r.ci, r.p_value) for r in results["BLEU"]]
+
+
+def _lines(files, *names):
+    return [open(files[n]).read().splitlines() for n in names]
+
+
+def test_with_one_seed_the_clustered_bootstrap_is_sacrebleus_number_for_number(texts):
+    files, refs = texts
+    bad, good, alike = _lines(files, "bad1", "good1", "bad2")
+    rows = significance.paired_bootstrap({"bad": [bad], "good": [good], "alike": [alike]}, refs, 200)
+    expected = _sacrebleu([("bad", bad), ("good", good), ("alike", alike)], refs, 200)
+    assert [(r["bleu"], r["mean"], r["ci"], r["p_value"]) for r in rows] == expected
+    assert 0.01 < rows[2]["p_value"] < 1  # a p-value that the resamples decide, not the floor 1/201
+
+
+def test_identical_seed_copies_keep_the_one_seed_interval_where_concatenation_shrinks_it(texts):
+    files, refs = texts
+    bad, good = _lines(files, "bad1", "good1")
+    one = significance.paired_bootstrap({"bad": [bad], "good": [good]}, refs, 300)
+    copies = significance.paired_bootstrap({"bad": [bad] * 3, "good": [good] * 3}, refs, 300)
+    for a, b in zip(one, copies):  # BLEU of three identical copies of each drawn sentence = BLEU of one
+        assert b["bleu"] == pytest.approx(a["bleu"]) and b["ci"] == pytest.approx(a["ci"])
+    naive = _sacrebleu([("bad", bad * 3), ("good", good * 3)], refs * 3, 300)  # 3N sentences drawn independently
+    assert naive[1][2] < 0.75 * one[1]["ci"]  # about 1/sqrt(3) of it: copies taken for independent sentences
+
+
+def test_holm_matches_a_hand_worked_family():
+    # sorted: 0.005 x 4 = 0.02; 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04, raised to the 0.06 before it
+    assert significance.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert significance.holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert significance.holm([]) == []
+
+
+def test_the_command_reports_holm_over_its_comparisons(texts, tmp_path):
+    files, _ = texts
+    rows = significance.main(["--refs", files["refs"], "--system", f"bad={files['bad1']}", "--system", f"good={files['good1']}",
+                              "--system", f"alike={files['bad2']}", "--samples", "100"])
+    assert rows[0]["p_holm"] is None
+    assert [r["p_holm"] for r in rows[1:]] == pytest.approx(significance.holm([r["p_value"] for r in rows[1:]]))
+    assert rows[1]["p_holm"] == pytest.approx(2 * rows[1]["p_value"])  # the smaller of two p-values, times 2

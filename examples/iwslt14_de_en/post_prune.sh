@@ -5,7 +5,8 @@
 # then each pruned model evaluated on the whole test split. Per run: RESULTS_DIR/prune/NAME.json (settings,
 # sparsity per matrix, calibration errors, SparseLLM's objective, FFN output errors on held-out sentences,
 # time, memory) and RESULTS_DIR/records/NAME.json (BLEU, tools.evaluate); NAME = BASE_METHOD_sSPARSITY.
-# Each evaluation also writes its hypotheses and references to OUT_DIR/text/NAME.{hyp,ref}.
+# Each evaluation also keeps its hypotheses beside the records, RESULTS_DIR/text/NAME.hyp, and the test references
+# once, RESULTS_DIR/text/test.ref (to be committed with the records: the paired bootstraps are recomputed from them).
 # A run whose evaluation record exists is skipped.
 # Then per base a bleu-vs-sparsity plot; per base and sparsity, sacrebleu's paired bootstrap of every method
 # whose hypotheses exist against SIG_BASELINE (RESULTS_DIR/significance/BASE_sSPARSITY.json); and a frontier
@@ -44,27 +45,31 @@ for base in $BASES; do
     [[ -f "$checkpoint" ]] || die "base model $bname: $checkpoint does not exist"
 done
 DEVICE=(); [[ "$CPU" == 1 ]] && DEVICE=(--cpu)
-mkdir -p "$OUT_DIR/text" "$RESULTS_DIR/prune" "$RESULTS_DIR/records"
+mkdir -p "$OUT_DIR" "$RESULTS_DIR"/{prune,records,text}
 START=$(date +%s)
 step() { echo; echo "=== [$(( $(date +%s) - START ))s] $*"; }
-evaluate() {  # evaluate CHECKPOINT NAME METHOD
+evaluate() {  # evaluate CHECKPOINT NAME METHOD: the record, RESULTS_DIR/text/NAME.hyp and (once) test.ref
+    local text="$RESULTS_DIR/text"
     "$PYTHON" -m neuroprune_fairseq.tools.evaluate --checkpoint "$1" --data-bin "$DATA_BIN" --name "$2" --method "$3" \
-        --beam "$BEAM" --max-pieces "$MAX_PIECES" --out "$RESULTS_DIR/records/$2.json" --text-out "$OUT_DIR/text/$2" --overwrite "${DEVICE[@]}"
+        --beam "$BEAM" --max-pieces "$MAX_PIECES" --out "$RESULTS_DIR/records/$2.json" --text-out "$text/$2" --overwrite "${DEVICE[@]}"
+    [[ -f "$text/test.ref" ]] || cp "$text/$2.ref" "$text/test.ref"
+    cmp -s "$text/$2.ref" "$text/test.ref" || die "$2: its test references differ from $text/test.ref"
+    rm "$text/$2.ref"
 }
 significance() {  # significance BASE SPARSITY: every method with hypotheses against SIG_BASELINE
-    local systems=() refs="" name
+    local systems=() name
     for method in $SIG_BASELINE $METHODS; do
         name="$1_${method}_s$2"
-        [[ -f "$OUT_DIR/text/$name.hyp" ]] || continue
+        [[ -f "$RESULTS_DIR/text/$name.hyp" ]] || continue
         [[ " ${systems[*]} " == *" $method="* ]] && continue
-        systems+=("$method=$OUT_DIR/text/$name.hyp"); refs="$OUT_DIR/text/$name.ref"
+        systems+=("$method=$RESULTS_DIR/text/$name.hyp")
     done
     if (( ${#systems[@]} < 2 )) || [[ "${systems[0]}" != "$SIG_BASELINE="* ]]; then
         echo "post_prune.sh: $1 at sparsity $2: no $SIG_BASELINE hypotheses or nothing to compare with, so no significance test"
         return
     fi
     step "paired bootstrap of $1 at sparsity $2 against $SIG_BASELINE"
-    "$PYTHON" -m neuroprune.tools.significance --refs "$refs" "${systems[@]/#/--system=}" --samples "$SIG_SAMPLES" \
+    "$PYTHON" -m neuroprune.tools.significance --refs "$RESULTS_DIR/text/test.ref" "${systems[@]/#/--system=}" --samples "$SIG_SAMPLES" \
         --out "$RESULTS_DIR/significance/$1_s$2.json" --overwrite
 }
 

@@ -16,9 +16,9 @@
 # records exist is neither retrained nor evaluated again, so a study resumes on any machine from the committed
 # records; COMMIT=1 commits each run's files as soon as they exist. LANES one-thread runs go side by side.
 # The summary: mean and spread over seeds, the seed-pooled paired bootstrap of each NeuroPrune variant against
-# each baseline at each budget, the plots, and DSP's top-K changes per epoch (RESULTS_DIR/dsp_topk_changes.tsv;
-# the summary fails if the top-K moved after SELECT_EPOCHS). full_size.sh runs this script with IWSLT14 settings; extra
-# arguments go to every fine-tuning's fairseq-train.
+# each baseline at each budget (Holm-adjusted over the budget's tests), the plots, and DSP's top-K changes per
+# epoch (RESULTS_DIR/dsp_topk_changes.tsv; the summary fails if the top-K moved after SELECT_EPOCHS); it alone
+# needs no PRETRAINED. full_size.sh runs this script with IWSLT14 settings; extra arguments go to every fine-tuning's fairseq-train.
 # Usage: bash examples/iwslt14_de_en/study.sh [extra fairseq-train args]   (env overrides below; PHASES selects steps)
 set -euo pipefail
 
@@ -74,7 +74,11 @@ EXTRA_ARGS=("$@")
 n_seeds=$(wc -w <<< "$SEEDS"); n_budgets=$(wc -w <<< "$BUDGETS"); n_strengths=$(wc -w <<< "$STRENGTHS"); n_modes=$(wc -w <<< "$DSP_MODES")
 total_runs=$(( n_seeds * (1 + 4 * n_budgets + ABLATE_FOLD + n_modes - 1) + 2 * (n_strengths - 1) ))
 print_estimate "$total_runs" "$SEC_PER_RUN" "$SEC_PER_EVAL" 2
-check_pretrained
+if has_phase train || has_phase evaluate || has_phase bench; then
+    check_pretrained
+else
+    echo "study: PHASES=$PHASES trains, evaluates and benchmarks nothing, so PRETRAINED is neither needed nor checked"
+fi
 
 # 1. The first dense control: it also gives the updates per epoch that DSP's anneal spans.
 run_one "$(dense_run "$FIRST_SEED")"

@@ -1,18 +1,22 @@
 """The study's results over fine-tuning seeds: mean and spread of each configuration at each head budget,
-and sacrebleu's paired bootstrap, pooled over seeds, of chosen configurations against every other one.
+and the paired bootstrap, pooled over seeds, of chosen configurations against every other one, with Holm-adjusted
+p-values.
 
 Usage:
     python -m neuroprune.tools.seed_table RECORD... --text-dir DIR --compare np_strong,np_plus_strong \
-        [--control dense] [--grid np_strong,dsp_joint,michel] [--samples 1000] [--out-tsv T] [--out-md M] \
-        [--out-json J] [--overwrite]
+        [--control dense] [--grid np_strong,dsp_joint,michel] [--samples 1000] [--family budget|all] [--out-tsv T] \
+        [--out-md M] [--out-json J] [--overwrite]
 
 A configuration is a record's series (``records.series``: the run name without ``_k<budget>_s<seed>``).
 Each row: the seeds found, mean and sample standard deviation of sacreBLEU, the mean heads kept and weight
 sparsity, the updates trained (one value when all runs of the study trained the same number, else a
 warning), and the mean BLEU minus the control's (``--control``, a series without budget). At each budget,
 each ``--compare`` configuration is tested against every other configuration at that budget and against
-the control: the systems are the seeds both have (``DIR/NAME.hyp``, references ``DIR/test.ref``),
-concatenated in seed order. Equal pooled scores are never called a difference (sacrebleu's p-value is
+the control (a pair already tested the other way round is not tested again): the systems are the seeds both
+have (``DIR/NAME.hyp``, references ``DIR/test.ref``), scored on their concatenation, and the bootstrap resamples
+source sentences with all their seed copies (``tools.significance.paired_bootstrap``). The p-values are
+Holm-adjusted over a family (``--family``): all tests at one budget, or all tests of the table; a difference is
+significant when its adjusted p is below 0.05. Equal pooled scores are never called a difference (the p-value is
 1/(samples+1) when neither system ever differs, e.g. both at 0 BLEU). ``--grid`` adds a first, compact table:
 one row per budget (the control's row first), one column per listed configuration, each cell "mean +- sd (n)".
 """
@@ -25,7 +29,7 @@ from typing import Dict, List, Optional, Tuple
 from ..cli import exit_on_value_error, overwrite_flag
 from .outputs import prepare_output
 from .records import load_records, series
-from .significance import paired_bootstrap, read_lines
+from .significance import holm, paired_bootstrap, read_lines
 
 Key = Tuple[str, Optional[int]]  # (series, budget)
 
@@ -56,20 +60,20 @@ def summary_row(key: Key, runs: Dict[int, dict], control_mean: Optional[float]) 
     }
 
 
-def pooled(text_dir: str, runs: Dict[int, dict], seeds: List) -> List[str]:
-    """The hypotheses of ``runs`` at ``seeds``, concatenated in that order."""
-    lines: List[str] = []
-    for s in seeds:
-        lines += read_lines(f"{text_dir}/{runs[s]['name']}.hyp", "--text-dir")
-    return lines
+def by_seed(text_dir: str, runs: Dict[int, dict], seeds: List) -> List[List[str]]:
+    """The hypotheses of ``runs`` at ``seeds``, one list per seed in that order."""
+    return [read_lines(f"{text_dir}/{runs[s]['name']}.hyp", "--text-dir") for s in seeds]
+
+
+FAMILIES = {"budget": "all tests at one budget", "all": "all tests of the table"}
 
 
 def comparisons(groups, compare: List[str], control: Optional[str], text_dir: str, samples: int) -> List[dict]:
     """At each budget, each ``compare`` configuration against every other configuration there and the control,
-    on the seeds both have (pooled); one dict per pair with both BLEUs and the p-value."""
+    on the seeds both have, each pair once; one dict per pair with both pooled BLEUs and the p-value."""
     refs = read_lines(f"{text_dir}/test.ref", "--text-dir")
     control_runs = groups.get((control, None)) if control else None
-    results = []
+    results, tested = [], set()
     for (name, budget), runs in sorted(groups.items(), key=lambda kv: (str(kv[0][1]), kv[0][0])):
         if name not in compare or budget is None:
             continue
@@ -78,14 +82,25 @@ def comparisons(groups, compare: List[str], control: Optional[str], text_dir: st
             others.append(((control, None), control_runs))
         for (other, other_budget), other_runs in others:
             seeds = sorted(set(runs) & set(other_runs), key=str)
-            if not seeds:
+            if not seeds or (budget, frozenset((name, other))) in tested:
                 continue
-            rows = paired_bootstrap({other: pooled(text_dir, other_runs, seeds), name: pooled(text_dir, runs, seeds)},
-                                    refs * len(seeds), samples)
-            results.append({"budget": budget, "config": name, "against": other, "seeds": seeds,
-                            "bleu": rows[1]["bleu"], "against_bleu": rows[0]["bleu"], "p_value": rows[1]["p_value"],
-                            "significant": rows[1]["p_value"] < 0.05 and rows[1]["bleu"] != rows[0]["bleu"]})
+            tested.add((budget, frozenset((name, other))))
+            rows = paired_bootstrap({other: by_seed(text_dir, other_runs, seeds), name: by_seed(text_dir, runs, seeds)},
+                                    refs, samples)
+            results.append({"budget": budget, "config": name, "against": other, "seeds": seeds, "bleu": round(rows[1]["bleu"], 2),
+                            "against_bleu": round(rows[0]["bleu"], 2), "p_value": rows[1]["p_value"]})
     return results
+
+
+def adjust(tests: List[dict], family: str) -> None:
+    """Adds to each test its p-value Holm-adjusted over ``family`` (a key of FAMILIES), the family's size, and
+    whether it is significant: adjusted p < 0.05 and pooled scores that differ."""
+    families = defaultdict(list)
+    for t in tests:
+        families[t["budget"] if family == "budget" else None].append(t)
+    for members in families.values():
+        for t, adjusted in zip(members, holm([t["p_value"] for t in members])):
+            t.update(p_holm=adjusted, family_size=len(members), significant=adjusted < 0.05 and t["bleu"] != t["against_bleu"])
 
 
 def bleu_over_seeds(row: dict) -> str:
@@ -112,8 +127,8 @@ def grid(rows: List[dict], columns: List[str], control: Optional[str]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in table]) + "\n\n"
 
 
-def markdown(rows: List[dict], tests: List[dict], control: Optional[str]) -> str:
-    """The per-configuration table and the tests as markdown."""
+def markdown(rows: List[dict], tests: List[dict], control: Optional[str], family: str) -> str:
+    """The per-configuration table and the tests as markdown, the tests' family stated under them."""
     lines = ["| config | K | seeds | sacreBLEU mean +- sd | heads kept | weight sparsity | vs " + (control or "control") + " |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -121,10 +136,13 @@ def markdown(rows: List[dict], tests: List[dict], control: Optional[str]) -> str
         lines.append(f"| {r['config']} | {r['budget'] or '-'} | {r['n']} | {bleu_over_seeds(r)} | "
                      f"{r['heads_kept']:g} | {r['weight_sparsity']:.4f} | {vs} |")
     if tests:
-        lines += ["", "| K | config | against | seeds | BLEU (pooled) | against | p | p < 0.05 |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["", "| K | config | against | seeds | BLEU (pooled) | against | p | p (Holm) | Holm p < 0.05 |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for t in tests:
             lines.append(f"| {t['budget']} | {t['config']} | {t['against']} | {len(t['seeds'])} | {t['bleu']:.2f} | "
-                         f"{t['against_bleu']:.2f} | {t['p_value']:.4f} | {'yes' if t['significant'] else 'no'} |")
+                         f"{t['against_bleu']:.2f} | {t['p_value']:.4f} | {t['p_holm']:.4f} | {'yes' if t['significant'] else 'no'} |")
+        lines += ["", f"p: paired bootstrap, source sentences resampled with their seed copies. p (Holm): adjusted over "
+                      f"{FAMILIES[family]}. A difference counts only when p (Holm) < 0.05."]
     return "\n".join(lines) + "\n"
 
 
@@ -136,6 +154,8 @@ def main(argv=None):
     p.add_argument("--control", default=None, help="the configuration without budget that 'vs control' and the tests measure against")
     p.add_argument("--grid", default="", help="comma-separated configurations, the columns of a first compact table (budget by configuration)")
     p.add_argument("--samples", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--family", choices=sorted(FAMILIES), default="budget",
+                   help="the tests that Holm's adjustment treats as one family: " + "; ".join(f"{k}: {v}" for k, v in FAMILIES.items()))
     p.add_argument("--out-tsv", default=None, help="TSV file of the per-configuration rows")
     p.add_argument("--out-md", default=None, help="markdown file of both tables")
     p.add_argument("--out-json", default=None, help="JSON file of rows and tests")
@@ -157,7 +177,8 @@ def main(argv=None):
     if len(updates) != 1:
         print(f"seed_table: WARNING the runs trained different numbers of updates: {updates}")
     tests = comparisons(groups, compare, args.control, args.text_dir, args.samples) if compare else []
-    table = (grid(rows, columns, args.control) if columns else "") + markdown(rows, tests, args.control)
+    adjust(tests, args.family)
+    table = (grid(rows, columns, args.control) if columns else "") + markdown(rows, tests, args.control, args.family)
     print(table, end="")
     if "--out-md" in outs:
         outs["--out-md"].write_text(table)
@@ -165,7 +186,7 @@ def main(argv=None):
         cols = ["config", "budget", "n", "bleu_mean", "bleu_std", "heads_kept", "weight_sparsity", "vs_control"]
         outs["--out-tsv"].write_text("\t".join(cols) + "\n" + "".join("\t".join("" if r[c] is None else str(r[c]) for c in cols) + "\n" for r in rows))
     if "--out-json" in outs:
-        outs["--out-json"].write_text(json.dumps({"updates": updates, "rows": rows, "tests": tests}, indent=2) + "\n")
+        outs["--out-json"].write_text(json.dumps({"updates": updates, "holm_family": FAMILIES[args.family], "rows": rows, "tests": tests}, indent=2) + "\n")
     return rows, tests
 
 
