@@ -57,8 +57,7 @@ cd "$(dirname "$0")/../.."
 die() { echo "frontier.sh: $*" >&2; exit 1; }
 # shellcheck source=examples/iwslt14_de_en/runs_lib.sh
 source examples/iwslt14_de_en/runs_lib.sh
-(( SELECT_EPOCHS >= 1 && SELECT_EPOCHS < EPOCHS )) || die "SELECT_EPOCHS=$SELECT_EPOCHS: expected 1 <= SELECT_EPOCHS < EPOCHS=$EPOCHS"
-for s in $STRENGTHS; do [[ "$s" =~ ^[A-Za-z0-9.-]+:[^:]+:[^:]+$ ]] || die "STRENGTHS entry '$s' is not name:alpha:beta (a name without '_' or ':')"; done
+check_settings
 for g in $GMP_TARGETS; do [[ "$g" =~ ^0?\.[0-9]+$ ]] || die "GMP_TARGETS entry '$g' is not a share in [0, 1)"; done
 GEN_DEVICE=(); [[ "$DEVICE_FLAGS" == *--cpu* ]] && GEN_DEVICE=(--cpu)
 mkdir -p "$STUDY_DIR" "$RESULTS_DIR"/{records,valid,text,logs}
@@ -145,22 +144,20 @@ post_run() {  # post_run "NAME LABEL BUDGET SEED BASE_CHECKPOINT METHOD SPARSITY
 }
 
 if has_phase posttrain; then
-    POST=()
-    post_base() {  # post_base BASE: "RUN BUDGET" of a reference group (the dense control has no budget)
-        if [[ "$1" == dense ]]; then echo "dense_s$FIRST_SEED -"; else echo "${1}_k${FIRST_BUDGET}_s$FIRST_SEED $FIRST_BUDGET"; fi
+    post_runs() {  # post_runs BASES METHODS FT: a run per base, method and sparsity; with FT=1 from the epoch-SELECT_EPOCHS checkpoint
+        local base run budget method sparsity
+        for base in $1; do
+            if [[ "$base" == dense ]]; then run="dense_s$FIRST_SEED" budget=-; else run="${base}_k${FIRST_BUDGET}_s$FIRST_SEED" budget=$FIRST_BUDGET; fi
+            for method in $2; do for sparsity in $POST_SPARSITIES; do
+                if [[ "$3" == 1 ]]; then
+                    echo "$method-$sparsity-ft_$run $method+ft@$base $budget $FIRST_SEED $STUDY_DIR/$run/checkpoint$SELECT_EPOCHS.pt $method $sparsity 1"
+                else
+                    echo "$method-${sparsity}_$run $method@$base $budget $FIRST_SEED $STUDY_DIR/$run/checkpoint_last.pt $method $sparsity 0"
+                fi
+            done; done
+        done
     }
-    for base in $POST_BASES; do
-        read -r run budget <<< "$(post_base "$base")"
-        for method in $POST_METHODS; do for sparsity in $POST_SPARSITIES; do
-            POST+=("$method-${sparsity}_$run $method@$base $budget $FIRST_SEED $STUDY_DIR/$run/checkpoint_last.pt $method $sparsity 0")
-        done; done
-    done
-    for base in $POST_FT_BASES; do
-        read -r run budget <<< "$(post_base "$base")"
-        for method in $POST_FT_METHODS; do for sparsity in $POST_SPARSITIES; do
-            POST+=("$method-$sparsity-ft_$run $method+ft@$base $budget $FIRST_SEED $STUDY_DIR/$run/checkpoint$SELECT_EPOCHS.pt $method $sparsity 1")
-        done; done
-    done
+    mapfile -t POST < <(post_runs "$POST_BASES" "$POST_METHODS" 0; post_runs "$POST_FT_BASES" "$POST_FT_METHODS" 1)
     RUNNER=post_run run_all "${POST[@]}"
 fi
 

@@ -11,6 +11,12 @@ has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
 name_of() { echo "${1%% *}"; }
 finished() { [[ -f "$RESULTS_DIR/records/$1.json" && -f "$RESULTS_DIR/valid/$1.json" ]]; }
 
+# check_settings: the protocol's epochs and the name:alpha:beta strengths in STRENGTHS.
+check_settings() {
+    (( SELECT_EPOCHS >= 1 && SELECT_EPOCHS < EPOCHS )) || die "SELECT_EPOCHS=$SELECT_EPOCHS: expected 1 <= SELECT_EPOCHS < EPOCHS=$EPOCHS (heads fixed for the rest)"
+    local s; for s in $STRENGTHS; do [[ "$s" =~ ^[A-Za-z0-9.-]+:[^:]+:[^:]+$ ]] || die "STRENGTHS entry '$s' is not name:alpha:beta (a name without '_' or ':')"; done
+}
+
 # check_pretrained: every run of one study starts from the same checkpoint; its sha256 is kept with the records.
 check_pretrained() {
     [[ -f "$PRETRAINED" ]] || die "PRETRAINED=$PRETRAINED does not exist: run the main command (scripts/run_offline_demo.sh) first"

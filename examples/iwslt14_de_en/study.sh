@@ -55,8 +55,7 @@ cd "$(dirname "$0")/../.."
 die() { echo "study.sh: $*" >&2; exit 1; }
 # shellcheck source=examples/iwslt14_de_en/runs_lib.sh
 source examples/iwslt14_de_en/runs_lib.sh
-(( SELECT_EPOCHS >= 1 && SELECT_EPOCHS < EPOCHS )) || die "SELECT_EPOCHS=$SELECT_EPOCHS: expected 1 <= SELECT_EPOCHS < EPOCHS=$EPOCHS (heads fixed for the rest)"
-for s in $STRENGTHS; do [[ "$s" =~ ^[A-Za-z0-9.-]+:[^:]+:[^:]+$ ]] || die "STRENGTHS entry '$s' is not name:alpha:beta (a name without '_' or ':')"; done
+check_settings
 for m in $DSP_MODES; do [[ "$m" == joint || "$m" == pipelined ]] || die "DSP_MODES entry '$m' is not joint or pipelined"; done
 [[ " $BUDGETS " == *" $SELECT_BUDGET "* ]] || die "SELECT_BUDGET=$SELECT_BUDGET is not one of BUDGETS=$BUDGETS"
 FIRST_SEED=${SEEDS%% *}
