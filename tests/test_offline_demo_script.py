@@ -62,9 +62,17 @@ def _by_save_dir(calls):
     return {Path(_options(c["args"])["--save-dir"]).name: c for c in calls}
 
 
-def test_pruned_model_and_dense_control_train_side_by_side_for_the_same_updates(tmp_path):
-    proc, train, _ = _demo(tmp_path)
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """The script with its defaults, once for the tests that read what it did: (root, process, train calls, python calls)."""
+    root = tmp_path_factory.mktemp("demo")
+    proc, train, python = _demo(root)
     assert proc.returncode == 0, proc.stderr
+    return root, proc, train, python
+
+
+def test_pruned_model_and_dense_control_train_side_by_side_for_the_same_updates(default_run):
+    tmp_path, _, train, _ = default_run
     runs = _by_save_dir(train)
     assert sorted(runs) == ["control", "neuroprune"]
     pruned, control = _options(runs["neuroprune"]["args"]), _options(runs["control"]["args"])
@@ -84,9 +92,8 @@ def test_pruned_model_and_dense_control_train_side_by_side_for_the_same_updates(
     assert max(r["time"] for r in runs.values()) < min(ended.values())  # both had started before either ended
 
 
-def test_three_models_are_evaluated_and_compared_with_the_control(tmp_path):
-    proc, _, python = _demo(tmp_path)
-    assert proc.returncode == 0, proc.stderr
+def test_three_models_are_evaluated_and_compared_with_the_control(default_run):
+    tmp_path, proc, _, python = default_run
     evaluations = [_options(a) for a in python if a[1] == "neuroprune_fairseq.tools.evaluate"]
     run, records = tmp_path / "run", tmp_path / "run" / "records"
     assert [e["--checkpoint"] for e in evaluations] == [str(run / n / "checkpoint_last.pt") for n in ("dense", "control", "neuroprune")]
