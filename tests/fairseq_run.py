@@ -19,10 +19,14 @@ TINY_MODEL = [
 ]
 
 
+def tool_env() -> dict:
+    """The environment the fairseq console scripts run in: this interpreter's bin first on PATH, one thread."""
+    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", OMP_NUM_THREADS="1")
+
+
 def run(tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run a fairseq console script from this interpreter's environment; output captured as text."""
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", OMP_NUM_THREADS="1")
-    proc = subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, env=env)
+    proc = subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, env=tool_env())
     if check and proc.returncode != 0:
         raise AssertionError(f"{tool} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc

@@ -1,5 +1,4 @@
-"""Two CPU ranks (gloo) against one rank with the same global batch."""
-import os
+"""Two CPU ranks (gloo), started by scripts/launch_ranks.sh or by torchrun, against one rank with the same global batch."""
 import socket
 import subprocess
 from pathlib import Path
@@ -10,8 +9,9 @@ import torch
 from neuroprune.checkpoint_stats import masks_from_state_dict
 from neuroprune.core.dsp import xavier_logits
 
-from .fairseq_run import BIN, preprocess, run, train_args, write_toy_corpus
+from .fairseq_run import BIN, preprocess, run, tool_env, train_args, write_toy_corpus
 
+REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 FLAGS = ["--np-alpha", "0.01", "--np-beta", "0.01", "--np-theta", "0.33", "--max-epoch", "3", "--max-tokens", "300"]
@@ -24,37 +24,65 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _two_ranks_and_one(root, flags):
-    """Train with 2 gloo ranks and with 1 rank and --update-freq 2; the rank-0 log and both final states."""
+def _final_state(save_dir):
+    return torch.load(save_dir / "checkpoint_last.pt", map_location="cpu", weights_only=False)["model"]
+
+
+def _corpus_and_one_rank(root, flags):
+    """A toy corpus in ``root/bin`` and the final state of 1 rank trained on it with ``--update-freq 2``."""
     write_toy_corpus(root / "text")
     preprocess(root / "text", root / "bin")
-    repo = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", OMP_NUM_THREADS="1",
-               NPROC="2", BACKEND="gloo", MASTER_PORT=str(_free_port()), LOG_DIR=str(root / "logs"))
-    launch = subprocess.run(["bash", str(repo / "scripts" / "launch_ranks.sh"), *train_args(root / "bin", root / "two", *flags)],
+    run("fairseq-train", *train_args(root / "bin", root / "one", *flags, "--update-freq", "2"))
+    return dict(root=root, one=_final_state(root / "one"))
+
+
+def _launch_ranks(baseline, flags):
+    """2 gloo ranks by scripts/launch_ranks.sh on ``baseline``'s corpus: the rank-0 log and both final states."""
+    root = baseline["root"]
+    env = dict(tool_env(), NPROC="2", BACKEND="gloo", MASTER_PORT=str(_free_port()), LOG_DIR=str(root / "logs"))
+    launch = subprocess.run(["bash", str(REPO / "scripts" / "launch_ranks.sh"), *train_args(root / "bin", root / "two", *flags)],
                             capture_output=True, text=True, env=env, timeout=300)
     assert launch.returncode == 0, launch.stderr[-4000:]
-    logs = [(root / "logs" / f"rank{r}.log").read_text() for r in (0, 1)]
-    one = run("fairseq-train", *train_args(root / "bin", root / "one", *flags, "--update-freq", "2")).stdout
-    load = lambda d: torch.load(d / "checkpoint_last.pt", map_location="cpu", weights_only=False)["model"]  # noqa: E731
-    return dict(log=logs[0], one_log=one, two=load(root / "two"), one=load(root / "one"))
+    return dict(log=(root / "logs" / "rank0.log").read_text(), two=_final_state(root / "two"), one=baseline["one"])
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    return _two_ranks_and_one(tmp_path_factory.mktemp("ddp"), FLAGS)
+def baseline(tmp_path_factory):
+    return _corpus_and_one_rank(tmp_path_factory.mktemp("ddp"), FLAGS)
+
+
+@pytest.fixture(scope="module")
+def runs(baseline):
+    return _launch_ranks(baseline, FLAGS)
 
 
 @pytest.fixture(scope="module")
 def dsp_runs(tmp_path_factory):
-    return _two_ranks_and_one(tmp_path_factory.mktemp("ddp_dsp"), DSP_FLAGS)
+    return _launch_ranks(_corpus_and_one_rank(tmp_path_factory.mktemp("ddp_dsp"), DSP_FLAGS), DSP_FLAGS)
 
 
-def test_ranks_agree_after_every_pass(runs):
-    assert runs["log"].count("masks and parameters identical on all 2 ranks") == 3
+@pytest.fixture(scope="module")
+def torchrun_runs(baseline):
+    """2 CPU processes started by torchrun (c10d rendezvous on 127.0.0.1) through tools.torchrun_train: its output
+    (rank 0 logs at INFO, rank 1 at WARNING) and both final states."""
+    root = baseline["root"]
+    launch = subprocess.run(
+        [str(BIN / "torchrun"), "--nnodes", "1", "--nproc-per-node", "2", "--rdzv-backend", "c10d",
+         "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "-m", "neuroprune_fairseq.tools.torchrun_train",
+         *train_args(root / "bin", root / "torchrun", *FLAGS)],
+        capture_output=True, text=True, env=tool_env(), cwd=REPO, timeout=300)
+    assert launch.returncode == 0, launch.stdout[-3000:] + launch.stderr[-4000:]
+    return dict(log=launch.stdout, two=_final_state(root / "torchrun"), one=baseline["one"])
 
 
-def test_two_ranks_equal_one_rank_with_the_same_global_batch(runs):
+@pytest.mark.parametrize("launcher", ["runs", "torchrun_runs"])
+def test_ranks_agree_after_every_pass(launcher, request):
+    assert request.getfixturevalue(launcher)["log"].count("masks and parameters identical on all 2 ranks") == 3
+
+
+@pytest.mark.parametrize("launcher", ["runs", "torchrun_runs"])
+def test_two_ranks_equal_one_rank_with_the_same_global_batch(launcher, request):
+    runs = request.getfixturevalue(launcher)
     assert masks_from_state_dict(runs["two"]) == masks_from_state_dict(runs["one"])
     assert 18 < sum(map(sum, masks_from_state_dict(runs["two"]).values())) < 108  # the passes pruned some heads, not all
     for key, value in runs["one"].items():

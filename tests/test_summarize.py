@@ -62,3 +62,51 @@ def test_records_of_two_sparsity_definitions_are_refused(tmp_path):
     assert len(load_records([old, old])) == 2 and len(load_records([new])) == 1
     with pytest.raises(ValueError, match=r"'near_zero' \(e.g. .*old.json\), 'exact_zero' \(e.g. .*new.json\)"):
         load_records([old, new])
+
+
+def _three(tmp_path):
+    """The main command's three records: the starting dense model, the dense control and the pruned model."""
+    return [_record(tmp_path, "dense", bleu=18.28, params={"exported": 2000000}),
+            _record(tmp_path, "control", bleu=22.4, params={"exported": 2000000}),
+            _record(tmp_path, "neuroprune", method="neuroprune_plus", bleu=21.15, heads_kept=54, weight_sparsity=0.2975,
+                    params={"exported": 1500000})]
+
+
+def _rows(out):
+    """The table's data rows (between the rule and the footnotes), as split fields."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if set(line) == {"-"}) + 1
+    return [line.split() for line in lines[start:] if not line.startswith("vs control")]
+
+
+def test_control_rows_keep_their_order_and_show_the_gap_to_the_control(tmp_path, capsys):
+    significance = tmp_path / "significance.json"
+    significance.write_text(json.dumps({"samples": 1000, "systems": [
+        {"name": "control", "bleu": 22.4, "p_value": None}, {"name": "dense", "bleu": 18.28, "p_value": 0.001},
+        {"name": "neuroprune", "bleu": 21.15, "p_value": 0.0123}]}))
+    summarize.main(_three(tmp_path) + ["--out-json", str(tmp_path / "r.json"), "--out-png", str(tmp_path / "r.png"),
+                                       "--control", "control", "--significance", str(significance)])
+    rows = _rows(capsys.readouterr().out)
+    assert [r[0] for r in rows] == ["dense", "control", "neuroprune"]
+    # 18.28 - 22.40 = -4.12 and 21.15 - 22.40 = -1.25, by hand
+    assert rows[0][-3:] == ["-4.12", "(p", "0.0010)"] and rows[1][-1] == "(control)"
+    assert rows[2][-3:] == ["-1.25", "(p", "0.0123)"] and "1500000" in rows[2] and "54/108" in rows[2]
+    assert [r["name"] for r in json.loads((tmp_path / "r.json").read_text())] == ["dense", "control", "neuroprune"]
+
+
+def test_a_missing_control_is_refused_naming_it_before_anything_is_written(tmp_path):
+    dense, _, pruned = _three(tmp_path)
+    with pytest.raises(SystemExit, match=r"--control control: no record named 'control' among the records given \(dense, neuroprune\)"):
+        summarize.main([dense, pruned, "--out-json", str(tmp_path / "r.json"), "--out-png", str(tmp_path / "r.png"),
+                        "--control", "control"])
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "r.png").exists()
+
+
+def test_significance_against_another_baseline_is_refused(tmp_path):
+    significance = tmp_path / "sig.json"
+    significance.write_text(json.dumps({"systems": [{"name": "dense", "p_value": None}, {"name": "control", "p_value": 0.5}]}))
+    out = ["--out-json", str(tmp_path / "r.json"), "--out-png", str(tmp_path / "r.png")]
+    with pytest.raises(SystemExit, match=r"sig.json: its baseline is 'dense', not the control 'control'"):
+        summarize.main(_three(tmp_path) + out + ["--control", "control", "--significance", str(significance)])
+    with pytest.raises(SystemExit, match=r"--significance needs --control"):
+        summarize.main(_three(tmp_path) + out + ["--significance", str(significance)])
