@@ -11,7 +11,8 @@
 # at SPLIT_STRENGTH and the paper's own mode (no budget, theta in THETAS) at that strength.
 # Records, hypotheses and log lines go to RESULTS_DIR (COMMIT=1 commits each run's as soon as they exist); a run
 # whose records exist is skipped, so the sweep resumes on any machine. The summary writes, from the records only,
-# RESULTS_DIR/results.md (a row per run) and per budget the BLEU-vs-sparsity and BLEU-vs-parameters fronts.
+# RESULTS_DIR/results.md (a row per run), the paper's heads-vs-sparsity frontier of the runs within 1 BLEU of the
+# dense control, and per budget the BLEU-vs-sparsity and BLEU-vs-parameters fronts.
 # PHASES "posttrain": post-training pruning (tools.post_prune) of the first budget's reference runs (POST_BASES)
 # by each of POST_METHODS at each of POST_SPARSITIES, as trained (NAME = METHOD-SPARSITY_BASE); and of the
 # POST_FT_BASES by POST_FT_METHODS after their first epoch, then fine-tuned for the other epoch(s) with the zeros
@@ -52,7 +53,7 @@ SEC_PER_EVAL=${SEC_PER_EVAL:-65}
 TITLE=${TITLE:-"offline German-English corpus, narrow 108-head model"}
 PYTHON=${PYTHON:-.venv/bin/python}
 
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,16p "$0"; exit 0; fi
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,20p "$0"; exit 0; fi
 cd "$(dirname "$0")/../.."
 die() { echo "frontier.sh: $*" >&2; exit 1; }
 # shellcheck source=examples/iwslt14_de_en/runs_lib.sh
@@ -166,6 +167,8 @@ if has_phase summary; then
     mapfile -t all < <(ls "$RESULTS_DIR"/records/*.json 2>/dev/null)
     (( ${#all[@]} > 0 )) || die "no records in $RESULTS_DIR/records yet"
     "$PYTHON" -m neuroprune.tools.frontier_table "${all[@]}" --out-md "$RESULTS_DIR/results.md" --overwrite
+    # the paper's view (Fig. 6 right): heads kept against sparsity, for the runs within 1 BLEU of the dense control
+    "$PYTHON" -m neuroprune.tools.plots frontier "${all[@]}" --bleu-tolerance 1 --out "$RESULTS_DIR/frontier.png" --title "$TITLE"
     for budget in $BUDGETS; do
         grep -lq "\"budget\": $budget," "${all[@]}" || continue
         for kind in sparsity-front params-front; do
