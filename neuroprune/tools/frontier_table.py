@@ -11,6 +11,7 @@ projection included, tied tensors once); "exported" is the parameter count once 
 units are physically taken out. "BLEU as stored" scores the checkpoint before |w| < zero_below was zeroed.
 """
 import argparse
+from statistics import fmean
 
 from ..cli import exit_on_value_error, overwrite_flag
 from .outputs import prepare_output
@@ -21,18 +22,13 @@ HEADER = ("| run | method | heads | sacreBLEU | BLEU as stored | weight sparsity
           "| exported parameters |")
 
 
-def mean(values) -> float:
-    values = list(values)
-    return sum(values) / len(values)
-
-
 def row(record: dict) -> str:
     """One markdown row of a record."""
     by_type = record["weight_sparsity_by_type"]
     stored = record.get("unthresholded", {}).get("bleu")
     return (f"| {record['name']} | {record['method']} | {record['heads_kept']} | {record['bleu']:.2f} | "
             f"{'' if stored is None else f'{stored:.2f}'} | {record['weight_sparsity']:.3f} | "
-            f"{mean(by_type[k] for k in 'qkv'):.3f} | {by_type['out']:.3f} | {mean(by_type[k] for k in ('fc1', 'fc2')):.3f} | "
+            f"{fmean(by_type[k] for k in 'qkv'):.3f} | {by_type['out']:.3f} | {fmean(by_type[k] for k in ('fc1', 'fc2')):.3f} | "
             f"{record['param_sparsity']:.3f} | {record['params']['exported']:,} |")
 
 
