@@ -23,6 +23,7 @@ def _frontier(tmp_path, **variables):
     ({"SEEDS": "1 2", "BUDGETS": "54", "STRENGTHS": "a:1:2 b:3:4", "GMP_TARGETS": "0.5", "SPLIT_STRENGTH": ""}, 2 * (1 + 2 + 6 + 2)),
     ({"PHASES": "posttrain", "POST_BASES": "michel dense", "POST_METHODS": "a b c", "POST_SPARSITIES": "0.5 0.6 0.7",
       "POST_FT_BASES": "michel", "POST_FT_METHODS": "a"}, 68 + 3 * (2 * 3 + 1 * 1)),
+    ({"SWEEPS": "gmp_michel l1", "BUDGETS": "54", "SPLIT_STRENGTH": ""}, 1 + 2 + 4 + 7),  # control, references, 4 targets, 7 strengths
 ])
 def test_the_estimate_counts_every_run(tmp_path, variables, runs):
     proc = _frontier(tmp_path, **variables)
@@ -33,6 +34,7 @@ def test_the_estimate_counts_every_run(tmp_path, variables, runs):
 @pytest.mark.parametrize("variables,message", [
     ({"SELECT_EPOCHS": "2"}, "SELECT_EPOCHS=2: expected 1 <= SELECT_EPOCHS < EPOCHS=2"),
     ({"STRENGTHS": "my_strength:1e-4:1e-3"}, "STRENGTHS entry 'my_strength:1e-4:1e-3' is not name:alpha:beta"),
+    ({"SWEEPS": "np_plus gmp"}, "SWEEPS entry 'gmp' is not one of np_plus gmp_michel l1 np gmp_dsp"),
     ({"GMP_TARGETS": "50"}, "GMP_TARGETS entry '50' is not a share in [0, 1)"),
     ({"PRETRAINED": "/nonexistent/dense.pt"}, "PRETRAINED=/nonexistent/dense.pt does not exist"),
 ])

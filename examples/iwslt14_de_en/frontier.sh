@@ -6,8 +6,8 @@
 # data, optimizer, learning rate and updates), its heads fixed by the end of the first SELECT_EPOCHS epoch(s).
 # Every model is evaluated with |w| < ZERO_BELOW zeroed in q/k/v/out/fc1/fc2, so its sparsity is exact zeros of
 # the model that was scored; the test record also scores the model as stored. Runs (NAME = GROUP_kBUDGET_sSEED):
-# per budget in BUDGETS the references (michel, dsp_joint, and dense_sSEED), np_plus_STRENGTH, gmp_michel_gTARGET,
-# l1_STRENGTH, np_STRENGTH, gmp_dsp_gTARGET; at the first budget also alpha-only and beta-only runs of NeuroPrune+
+# per budget in BUDGETS the references (michel, dsp_joint, and dense_sSEED), then the SWEEPS, in their order,
+# np_plus_STRENGTH, gmp_michel_gTARGET, l1_STRENGTH, np_STRENGTH, gmp_dsp_gTARGET; at the first budget also alpha-only and beta-only runs of NeuroPrune+
 # at SPLIT_STRENGTH and the paper's own mode (no budget, theta in THETAS) at that strength.
 # Records, hypotheses and log lines go to RESULTS_DIR (COMMIT=1 commits each run's as soon as they exist); a run
 # whose records exist is skipped, so the sweep resumes on any machine. The summary writes, from the records only,
@@ -29,6 +29,7 @@ SELECT_EPOCHS=${SELECT_EPOCHS:-1}
 SEEDS=${SEEDS:-1}
 BUDGETS=${BUDGETS:-"54 81"}
 STRENGTHS=${STRENGTHS:-"a1e-5:1e-5:1e-4 a1e-4:1e-4:1e-3 a2e-4:2e-4:2e-3 a4e-4:4e-4:4e-3 a8e-4:8e-4:8e-3 a1.6e-3:1.6e-3:1.6e-2 a3.2e-3:3.2e-3:3.2e-2"}  # name:alpha:beta
+SWEEPS=${SWEEPS:-"np_plus gmp_michel l1 np gmp_dsp"}  # the sweeps to run per budget, in this order
 GMP_TARGETS=${GMP_TARGETS:-"0.3 0.5 0.7 0.85"}  # share of each matrix's active weights at zero
 GMP_END_EPOCHS=${GMP_END_EPOCHS:-1.333}  # the cubic schedule reaches its target after this many epochs (from update 0)
 GMP_STEPS=${GMP_STEPS:-12}  # pruning steps of the schedule
@@ -59,6 +60,7 @@ die() { echo "frontier.sh: $*" >&2; exit 1; }
 # shellcheck source=examples/iwslt14_de_en/runs_lib.sh
 source examples/iwslt14_de_en/runs_lib.sh
 check_settings
+for g in $SWEEPS; do [[ " np_plus gmp_michel l1 np gmp_dsp " == *" $g "* ]] || die "SWEEPS entry '$g' is not one of np_plus gmp_michel l1 np gmp_dsp"; done
 for g in $GMP_TARGETS; do [[ "$g" =~ ^0?\.[0-9]+$ ]] || die "GMP_TARGETS entry '$g' is not a share in [0, 1)"; done
 GEN_DEVICE=(); [[ "$DEVICE_FLAGS" == *--cpu* ]] && GEN_DEVICE=(--cpu)
 mkdir -p "$STUDY_DIR" "$RESULTS_DIR"/{records,valid,text,logs}
@@ -79,8 +81,9 @@ gmp() {  # gmp BASE BUDGET SEED VARS: one run per target
 }
 
 n_strengths=$(wc -w <<< "$STRENGTHS"); n_targets=$(wc -w <<< "$GMP_TARGETS"); n_thetas=$(wc -w <<< "$THETAS")
+n_sweeps=$(grep -ow -e np_plus -e l1 -e np <<< "$SWEEPS" | wc -l); n_gmps=$(grep -ow -e gmp_michel -e gmp_dsp <<< "$SWEEPS" | wc -l)
 extra_runs=0; [[ -n "$SPLIT_STRENGTH" ]] && extra_runs=$(( 2 + n_thetas ))
-total_runs=$(( $(wc -w <<< "$SEEDS") * (1 + $(wc -w <<< "$BUDGETS") * (2 + 3 * n_strengths + 2 * n_targets)) + extra_runs ))
+total_runs=$(( $(wc -w <<< "$SEEDS") * (1 + $(wc -w <<< "$BUDGETS") * (2 + n_sweeps * n_strengths + n_gmps * n_targets)) + extra_runs ))
 has_phase posttrain && total_runs=$(( total_runs + $(wc -w <<< "$POST_SPARSITIES") * ($(wc -w <<< "$POST_BASES") * $(wc -w <<< "$POST_METHODS")
                                                                                     + $(wc -w <<< "$POST_FT_BASES") * $(wc -w <<< "$POST_FT_METHODS")) ))
 print_estimate "$total_runs" "$SEC_PER_RUN" "$SEC_PER_EVAL" 3
@@ -98,12 +101,19 @@ GMP_END=$(( GMP_INTERVAL * GMP_STEPS ))
 (( GMP_INTERVAL >= 1 )) || die "GMP_END_EPOCHS=$GMP_END_EPOCHS over GMP_STEPS=$GMP_STEPS leaves less than one update per step"
 echo "frontier.sh: $UPDATES_PER_EPOCH updates per epoch; DSP anneals over $ANNEAL; GMP prunes every $GMP_INTERVAL updates up to $GMP_END"
 
-budget_runs() {  # budget_runs BUDGET SEED: the references, the three penalty sweeps and GMP on both head sets
+budget_runs() {  # budget_runs BUDGET SEED: the references, then the SWEEPS (penalty strengths, GMP on a head set)
+    local group
     echo "michel_k$1_s$2 michel $1 $2 EPOCH_CHECKPOINTS=1"
     echo "dsp_joint_k$1_s$2 dsp $1 $2 DSP_MODE=joint DSP_ANNEAL_UPDATES=$ANNEAL EPOCH_CHECKPOINTS=1"
-    sweep np_plus neuroprune_plus neuroprune_plus "$1" "$2"; gmp michel "$1" "$2"
-    sweep l1 l1 l1 "$1" "$2"; sweep np neuroprune neuroprune "$1" "$2"
-    gmp dsp "$1" "$2" "DSP_MODE=joint DSP_ANNEAL_UPDATES=$ANNEAL"
+    for group in $SWEEPS; do
+        case $group in
+            np_plus) sweep np_plus neuroprune_plus neuroprune_plus "$1" "$2" ;;
+            l1) sweep l1 l1 l1 "$1" "$2" ;;
+            np) sweep np neuroprune neuroprune "$1" "$2" ;;
+            gmp_michel) gmp michel "$1" "$2" ;;
+            gmp_dsp) gmp dsp "$1" "$2" "DSP_MODE=joint DSP_ANNEAL_UPDATES=$ANNEAL" ;;
+        esac
+    done
 }
 split_runs() {  # NeuroPrune+ with one penalty alone, and the paper's own mode, at SPLIT_STRENGTH (first budget and seed)
     [[ -n "$SPLIT_STRENGTH" ]] || return 0
