@@ -95,3 +95,10 @@ def test_summary_tabulates_every_run_and_draws_the_fronts(sweep):
     assert len(table) == 2 + len(records) and {line.split(" | ")[0][2:] for line in table[2:]} == RUNS
     for kind in ("sparsity-front", "params-front"):
         assert (root / "results" / f"{kind}-k27.png").stat().st_size > 1000
+    # every run of the budget and the dense control against Michel's run; the table's last column is its Holm p
+    systems = json.loads((root / "results" / "significance-k27.json").read_text())["systems"]
+    assert systems[0]["name"] == "michel_k27_s1" and systems[0]["p_value"] is None
+    assert {s["name"] for s in systems} == {n for n, r in records.items() if r.get("budget") == 27} | {"dense_s1"}
+    p_column = {line.split(" | ")[0][2:]: line.rsplit("|", 2)[1].strip() for line in table[2:]}
+    for s in systems[1:]:
+        assert p_column[s["name"]] == f"{s['p_holm']:.3f}" and s["p_holm"] >= s["p_value"]

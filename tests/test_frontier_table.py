@@ -35,3 +35,28 @@ def test_records_without_exact_zeros_are_refused(tmp_path):
     paths = [_record(tmp_path, "a", "dense", None, 27.0, 0.0, definition="near_zero")]
     with pytest.raises(SystemExit, match="record a: its sparsity is 'near_zero', not exact zeros"):
         frontier_table.main([*paths, "--out-md", str(tmp_path / "t.md")])
+
+
+def test_a_significance_file_adds_its_holm_p_column_by_run_name(tmp_path):
+    paths = [_record(tmp_path, "michel_k54_s1", "michel", 54, 26.0, 0.27),
+             _record(tmp_path, "gmp_k54_s1", "gmp_michel", 54, 25.5, 0.5),
+             _record(tmp_path, "dense_s1", "dense", None, 27.0, 0.0)]
+    sig = tmp_path / "sig.json"  # as tools.significance --out writes it; the dense control is not in it
+    sig.write_text(json.dumps({"samples": 10, "systems": [
+        {"name": "michel_k54_s1", "bleu": 26.0, "p_value": None, "p_holm": None},
+        {"name": "gmp_k54_s1", "bleu": 25.5, "p_value": 0.0123, "p_holm": 0.0246}]}))
+    out = tmp_path / "t.md"
+    frontier_table.main([*paths, "--out-md", str(out), "--significance", str(sig)])
+    lines = out.read_text().splitlines()
+    assert lines[0].endswith("| exported parameters | p vs michel_k54_s1 (Holm) |")
+    assert lines[0].count("|") == lines[1].count("|") == 13
+    cells = {line.split(" | ")[0][2:]: line.rsplit("|", 2)[1].strip() for line in lines[2:]}
+    assert cells == {"dense_s1": "", "gmp_k54_s1": "0.025", "michel_k54_s1": "baseline"}
+
+
+def test_a_file_that_is_not_a_significance_output_is_refused_by_flag(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"rows": []}))
+    with pytest.raises(SystemExit, match="--significance .*bad.json: not a tools.significance --out file"):
+        frontier_table.main([_record(tmp_path, "a", "dense", None, 27.0, 0.0), "--out-md", str(tmp_path / "t.md"),
+                             "--significance", str(bad)])

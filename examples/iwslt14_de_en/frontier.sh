@@ -7,12 +7,13 @@
 # Every model is evaluated with |w| < ZERO_BELOW zeroed in q/k/v/out/fc1/fc2, so its sparsity is exact zeros of
 # the model that was scored; the test record also scores the model as stored. Runs (NAME = GROUP_kBUDGET_sSEED):
 # per budget in BUDGETS the references (michel, dsp_joint, and dense_sSEED), then the SWEEPS, in their order,
-# np_plus_STRENGTH, gmp_michel_gTARGET, l1_STRENGTH, np_STRENGTH, gmp_dsp_gTARGET; at the first budget also alpha-only and beta-only runs of NeuroPrune+
-# at SPLIT_STRENGTH and the paper's own mode (no budget, theta in THETAS) at that strength.
+# np_plus_STRENGTH, gmp_michel_gTARGET, l1_STRENGTH, np_STRENGTH, gmp_dsp_gTARGET; at the first budget also
+# alpha-only and beta-only runs of NeuroPrune+ at SPLIT_STRENGTH and the paper's own mode (no budget, theta in THETAS) at that strength.
 # Records, hypotheses and log lines go to RESULTS_DIR (COMMIT=1 commits each run's as soon as they exist); a run
 # whose records exist is skipped, so the sweep resumes on any machine. The summary writes, from the records only,
-# RESULTS_DIR/results.md (a row per run), the paper's heads-vs-sparsity frontier of the runs within 1 BLEU of the
-# dense control, and per budget the BLEU-vs-sparsity and BLEU-vs-parameters fronts.
+# RESULTS_DIR/results.md (a row per run), per budget sacrebleu's paired bootstrap of its runs and the dense control
+# against its Michel run (significance-kBUDGET.json, Holm over the budget), the paper's heads-vs-sparsity frontier
+# of the runs within 1 BLEU of the dense control, and per budget the BLEU-vs-sparsity and BLEU-vs-parameters fronts.
 # PHASES "posttrain": post-training pruning (tools.post_prune) of the first budget's reference runs (POST_BASES)
 # by each of POST_METHODS at each of POST_SPARSITIES, as trained (NAME = METHOD-SPARSITY_BASE); and of the
 # POST_FT_BASES by POST_FT_METHODS after their first epoch, then fine-tuned for the other epoch(s) with the zeros
@@ -44,6 +45,7 @@ CALIB_SENTENCES=${CALIB_SENTENCES:-256}  # post-training calibration sentences o
 UPDATES_PER_EPOCH=${UPDATES_PER_EPOCH:-}  # empty: read from the first dense control's log
 ZERO_BELOW=${ZERO_BELOW-1e-4}  # the evaluated model has |w| below this zeroed (the plugin's --np-eps)
 BEAM=${BEAM:-5}
+SIG_SAMPLES=${SIG_SAMPLES:-2000}  # paired-bootstrap resamples of the summary (a p-value is at least 1/(SIG_SAMPLES+1))
 LANES=${LANES:-2}
 THREADS=${THREADS:-1}
 COMMIT=${COMMIT:-0}
@@ -176,7 +178,21 @@ if has_phase summary; then
     step "summary -> $RESULTS_DIR"
     mapfile -t all < <(ls "$RESULTS_DIR"/records/*.json 2>/dev/null)
     (( ${#all[@]} > 0 )) || die "no records in $RESULTS_DIR/records yet"
-    "$PYTHON" -m neuroprune.tools.frontier_table "${all[@]}" --out-md "$RESULTS_DIR/results.md" --overwrite
+    sig_files=()
+    for budget in $BUDGETS; do  # every run of the budget (and the dense control) against its Michel run, one seed
+        base="michel_k${budget}_s$FIRST_SEED"
+        [[ -f "$RESULTS_DIR/text/$base.hyp" ]] || continue
+        systems=(--system "$base=$RESULTS_DIR/text/$base.hyp")
+        for record in $(grep -l "\"budget\": $budget," "${all[@]}") "$RESULTS_DIR/records/dense_s$FIRST_SEED.json"; do
+            name=$(basename "$record" .json)
+            [[ "$name" != "$base" && -f "$RESULTS_DIR/text/$name.hyp" ]] && systems+=(--system "$name=$RESULTS_DIR/text/$name.hyp")
+        done
+        (( ${#systems[@]} > 2 )) || continue
+        "$PYTHON" -m neuroprune.tools.significance --refs "$RESULTS_DIR/text/test.ref" "${systems[@]}" \
+            --samples "$SIG_SAMPLES" --out "$RESULTS_DIR/significance-k$budget.json" --overwrite > /dev/null
+        sig_files+=(--significance "$RESULTS_DIR/significance-k$budget.json")
+    done
+    "$PYTHON" -m neuroprune.tools.frontier_table "${all[@]}" --out-md "$RESULTS_DIR/results.md" "${sig_files[@]}" --overwrite
     # the paper's view (Fig. 6 right): heads kept against sparsity, for the runs within 1 BLEU of the dense control
     "$PYTHON" -m neuroprune.tools.plots frontier "${all[@]}" --bleu-tolerance 1 --out "$RESULTS_DIR/frontier.png" --title "$TITLE"
     for budget in $BUDGETS; do
