@@ -45,7 +45,7 @@ CALIB_SENTENCES=${CALIB_SENTENCES:-256}  # post-training calibration sentences o
 UPDATES_PER_EPOCH=${UPDATES_PER_EPOCH:-}  # empty: read from the first dense control's log
 ZERO_BELOW=${ZERO_BELOW-1e-4}  # the evaluated model has |w| below this zeroed (the plugin's --np-eps)
 BEAM=${BEAM:-5}
-SIG_SAMPLES=${SIG_SAMPLES:-2000}  # paired-bootstrap resamples of the summary (a p-value is at least 1/(SIG_SAMPLES+1))
+SIG_SAMPLES=${SIG_SAMPLES:-1000}  # paired-bootstrap resamples of the summary (as tools.cited_pvalues recomputes; p >= 1/(SIG_SAMPLES+1))
 LANES=${LANES:-2}
 THREADS=${THREADS:-1}
 COMMIT=${COMMIT:-0}
