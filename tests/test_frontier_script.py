@@ -24,6 +24,8 @@ def _frontier(tmp_path, **variables):
     ({"PHASES": "posttrain", "POST_BASES": "michel dense", "POST_METHODS": "a b c", "POST_SPARSITIES": "0.5 0.6 0.7",
       "POST_FT_BASES": "michel", "POST_FT_METHODS": "a"}, 68 + 3 * (2 * 3 + 1 * 1)),
     ({"SWEEPS": "gmp_michel l1", "BUDGETS": "54", "SPLIT_STRENGTH": ""}, 1 + 2 + 4 + 7),  # control, references, 4 targets, 7 strengths
+    ({"SWEEPS": "gmp_dsp", "BUDGETS": "54", "SPLIT_STRENGTH": ""}, 1 + 2 + 4),  # no penalty sweep at all
+    ({"SWEEPS": "np l1", "BUDGETS": "54", "SPLIT_STRENGTH": ""}, 1 + 2 + 7 + 7),  # no GMP at all
 ])
 def test_the_estimate_counts_every_run(tmp_path, variables, runs):
     proc = _frontier(tmp_path, **variables)

@@ -83,7 +83,8 @@ gmp() {  # gmp BASE BUDGET SEED VARS: one run per target
 }
 
 n_strengths=$(wc -w <<< "$STRENGTHS"); n_targets=$(wc -w <<< "$GMP_TARGETS"); n_thetas=$(wc -w <<< "$THETAS")
-n_sweeps=$(grep -ow -e np_plus -e l1 -e np <<< "$SWEEPS" | wc -l); n_gmps=$(grep -ow -e gmp_michel -e gmp_dsp <<< "$SWEEPS" | wc -l)
+n_sweeps=0 n_gmps=0
+for g in $SWEEPS; do if [[ "$g" == gmp_* ]]; then n_gmps=$(( n_gmps + 1 )); else n_sweeps=$(( n_sweeps + 1 )); fi; done
 extra_runs=0; [[ -n "$SPLIT_STRENGTH" ]] && extra_runs=$(( 2 + n_thetas ))
 total_runs=$(( $(wc -w <<< "$SEEDS") * (1 + $(wc -w <<< "$BUDGETS") * (2 + n_sweeps * n_strengths + n_gmps * n_targets)) + extra_runs ))
 has_phase posttrain && total_runs=$(( total_runs + $(wc -w <<< "$POST_SPARSITIES") * ($(wc -w <<< "$POST_BASES") * $(wc -w <<< "$POST_METHODS")
