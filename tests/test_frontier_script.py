@@ -43,3 +43,13 @@ def test_the_estimate_counts_every_run(tmp_path, variables, runs):
 def test_bad_settings_are_refused_by_name(tmp_path, variables, message):
     proc = _frontier(tmp_path, **variables)
     assert proc.returncode != 0 and message in proc.stderr
+
+
+def test_the_estimate_counts_as_done_only_the_records_of_the_planned_runs(tmp_path):
+    """A record of a planned run counts; one of a run these settings do not plan (another sweep) does not."""
+    records = tmp_path / "results" / "records"
+    records.mkdir(parents=True)
+    for name in ("michel_k54_s1", "l1_a_k54_s1", "unrelated_run"):
+        (records / f"{name}.json").write_text("{}")
+    proc = _frontier(tmp_path, SWEEPS="gmp_michel", BUDGETS="54", SPLIT_STRENGTH="", GMP_TARGETS="0.5", STRENGTHS="a:1:2")
+    assert "frontier.sh: 4 runs, 1 with records already; 3 to train and evaluate" in proc.stdout  # dense, michel, dsp, gmp

@@ -82,28 +82,6 @@ gmp() {  # gmp BASE BUDGET SEED VARS: one run per target
     local g; for g in $GMP_TARGETS; do echo "gmp_$1_g${g}_k$2_s$3 $1 $2 $3 LABEL=gmp_$1 GMP_SPARSITY=$g GMP_START=0 GMP_END=$GMP_END GMP_INTERVAL=$GMP_INTERVAL ${4:-}"; done
 }
 
-n_strengths=$(wc -w <<< "$STRENGTHS"); n_targets=$(wc -w <<< "$GMP_TARGETS"); n_thetas=$(wc -w <<< "$THETAS")
-n_sweeps=0 n_gmps=0
-for g in $SWEEPS; do if [[ "$g" == gmp_* ]]; then n_gmps=$(( n_gmps + 1 )); else n_sweeps=$(( n_sweeps + 1 )); fi; done
-extra_runs=0; [[ -n "$SPLIT_STRENGTH" ]] && extra_runs=$(( 2 + n_thetas ))
-total_runs=$(( $(wc -w <<< "$SEEDS") * (1 + $(wc -w <<< "$BUDGETS") * (2 + n_sweeps * n_strengths + n_gmps * n_targets)) + extra_runs ))
-has_phase posttrain && total_runs=$(( total_runs + $(wc -w <<< "$POST_SPARSITIES") * ($(wc -w <<< "$POST_BASES") * $(wc -w <<< "$POST_METHODS")
-                                                                                    + $(wc -w <<< "$POST_FT_BASES") * $(wc -w <<< "$POST_FT_METHODS")) ))
-print_estimate "$total_runs" "$SEC_PER_RUN" "$SEC_PER_EVAL" 3
-check_pretrained
-
-# The first dense control gives the updates per epoch: DSP's anneal spans SELECT_EPOCHS of them, GMP's schedule GMP_END_EPOCHS.
-run_one "dense_s$FIRST_SEED dense - $FIRST_SEED EPOCH_CHECKPOINTS=1"
-if [[ -z "$UPDATES_PER_EPOCH" ]]; then
-    UPDATES_PER_EPOCH=$(grep -oP '\| train \| epoch 001 \|.*num_updates \K[0-9]+' "$RESULTS_DIR/logs/dense_s$FIRST_SEED.txt" | head -1) \
-        || die "no epoch-1 update count in $RESULTS_DIR/logs/dense_s$FIRST_SEED.txt: set UPDATES_PER_EPOCH"
-fi
-ANNEAL=$(( SELECT_EPOCHS * UPDATES_PER_EPOCH ))
-GMP_INTERVAL=$(awk -v u="$UPDATES_PER_EPOCH" -v e="$GMP_END_EPOCHS" -v n="$GMP_STEPS" 'BEGIN { printf "%d", u * e / n }')
-GMP_END=$(( GMP_INTERVAL * GMP_STEPS ))
-(( GMP_INTERVAL >= 1 )) || die "GMP_END_EPOCHS=$GMP_END_EPOCHS over GMP_STEPS=$GMP_STEPS leaves less than one update per step"
-echo "frontier.sh: $UPDATES_PER_EPOCH updates per epoch; DSP anneals over $ANNEAL; GMP prunes every $GMP_INTERVAL updates up to $GMP_END"
-
 budget_runs() {  # budget_runs BUDGET SEED: the references, then the SWEEPS (penalty strengths, GMP on a head set)
     local group
     echo "michel_k$1_s$2 michel $1 $2 EPOCH_CHECKPOINTS=1"
@@ -126,12 +104,50 @@ split_runs() {  # NeuroPrune+ with one penalty alone, and the paper's own mode, 
     for theta in $THETAS; do echo "np_theta${theta}_${SPLIT_STRENGTH}_s$FIRST_SEED neuroprune - $FIRST_SEED ALPHA=$a BETA=$b THETA=$theta LABEL=neuroprune_theta"; done
 }
 # In order of use: the first budget's runs (seed by seed), the split and paper-mode runs, then the other budgets.
-mapfile -t RUNS < <(for seed in $SEEDS; do
-                        [[ "$seed" != "$FIRST_SEED" ]] && echo "dense_s$seed dense - $seed EPOCH_CHECKPOINTS=1"
-                        budget_runs "$FIRST_BUDGET" "$seed"
-                    done
-                    split_runs
-                    for budget in ${BUDGETS#"$FIRST_BUDGET"}; do for seed in $SEEDS; do budget_runs "$budget" "$seed"; done; done)
+sweep_runs() {
+    local seed budget
+    for seed in $SEEDS; do
+        [[ "$seed" != "$FIRST_SEED" ]] && echo "dense_s$seed dense - $seed EPOCH_CHECKPOINTS=1"
+        budget_runs "$FIRST_BUDGET" "$seed"
+    done
+    split_runs
+    for budget in ${BUDGETS#"$FIRST_BUDGET"}; do for seed in $SEEDS; do budget_runs "$budget" "$seed"; done; done
+}
+post_runs() {  # post_runs BASES METHODS FT: a run per base, method and sparsity; with FT=1 from the epoch-SELECT_EPOCHS checkpoint
+    local base run budget method sparsity
+    for base in $1; do
+        if [[ "$base" == dense ]]; then run="dense_s$FIRST_SEED" budget=-; else run="${base}_k${FIRST_BUDGET}_s$FIRST_SEED" budget=$FIRST_BUDGET; fi
+        for method in $2; do for sparsity in $POST_SPARSITIES; do
+            if [[ "$3" == 1 ]]; then
+                echo "$method-$sparsity-ft_$run $method+ft@$base $budget $FIRST_SEED $STUDY_DIR/$run/checkpoint$SELECT_EPOCHS.pt $method $sparsity 1"
+            else
+                echo "$method-${sparsity}_$run $method@$base $budget $FIRST_SEED $STUDY_DIR/$run/checkpoint_last.pt $method $sparsity 0"
+            fi
+        done; done
+    done
+}
+all_post_runs() { post_runs "$POST_BASES" "$POST_METHODS" 0; post_runs "$POST_FT_BASES" "$POST_FT_METHODS" 1; }
+
+# The estimate counts the runs of these settings whose records do not exist yet (names do not depend on the update
+# counts below, which the dense control's log gives: placeholders until then).
+ANNEAL=later GMP_INTERVAL=later GMP_END=later
+mapfile -t PLANNED < <({ echo "dense_s$FIRST_SEED"; sweep_runs; if has_phase posttrain; then all_post_runs; fi; } | cut -d' ' -f1)
+print_estimate "${#PLANNED[@]}" "$SEC_PER_RUN" "$SEC_PER_EVAL" 3 "${PLANNED[@]}"
+check_pretrained
+
+# The first dense control gives the updates per epoch: DSP's anneal spans SELECT_EPOCHS of them, GMP's schedule GMP_END_EPOCHS.
+run_one "dense_s$FIRST_SEED dense - $FIRST_SEED EPOCH_CHECKPOINTS=1"
+if [[ -z "$UPDATES_PER_EPOCH" ]]; then
+    UPDATES_PER_EPOCH=$(grep -oP '\| train \| epoch 001 \|.*num_updates \K[0-9]+' "$RESULTS_DIR/logs/dense_s$FIRST_SEED.txt" | head -1) \
+        || die "no epoch-1 update count in $RESULTS_DIR/logs/dense_s$FIRST_SEED.txt: set UPDATES_PER_EPOCH"
+fi
+ANNEAL=$(( SELECT_EPOCHS * UPDATES_PER_EPOCH ))
+GMP_INTERVAL=$(awk -v u="$UPDATES_PER_EPOCH" -v e="$GMP_END_EPOCHS" -v n="$GMP_STEPS" 'BEGIN { printf "%d", u * e / n }')
+GMP_END=$(( GMP_INTERVAL * GMP_STEPS ))
+(( GMP_INTERVAL >= 1 )) || die "GMP_END_EPOCHS=$GMP_END_EPOCHS over GMP_STEPS=$GMP_STEPS leaves less than one update per step"
+echo "frontier.sh: $UPDATES_PER_EPOCH updates per epoch; DSP anneals over $ANNEAL; GMP prunes every $GMP_INTERVAL updates up to $GMP_END"
+
+mapfile -t RUNS < <(sweep_runs)
 run_all "${RUNS[@]}"
 
 post_run() {  # post_run "NAME LABEL BUDGET SEED BASE_CHECKPOINT METHOD SPARSITY FT": prune, then run_one fine-tunes (FT=1) or only evaluates
@@ -158,20 +174,7 @@ post_run() {  # post_run "NAME LABEL BUDGET SEED BASE_CHECKPOINT METHOD SPARSITY
 }
 
 if has_phase posttrain; then
-    post_runs() {  # post_runs BASES METHODS FT: a run per base, method and sparsity; with FT=1 from the epoch-SELECT_EPOCHS checkpoint
-        local base run budget method sparsity
-        for base in $1; do
-            if [[ "$base" == dense ]]; then run="dense_s$FIRST_SEED" budget=-; else run="${base}_k${FIRST_BUDGET}_s$FIRST_SEED" budget=$FIRST_BUDGET; fi
-            for method in $2; do for sparsity in $POST_SPARSITIES; do
-                if [[ "$3" == 1 ]]; then
-                    echo "$method-$sparsity-ft_$run $method+ft@$base $budget $FIRST_SEED $STUDY_DIR/$run/checkpoint$SELECT_EPOCHS.pt $method $sparsity 1"
-                else
-                    echo "$method-${sparsity}_$run $method@$base $budget $FIRST_SEED $STUDY_DIR/$run/checkpoint_last.pt $method $sparsity 0"
-                fi
-            done; done
-        done
-    }
-    mapfile -t POST < <(post_runs "$POST_BASES" "$POST_METHODS" 0; post_runs "$POST_FT_BASES" "$POST_FT_METHODS" 1)
+    mapfile -t POST < <(all_post_runs)
     RUNNER=post_run run_all "${POST[@]}"
 fi
 

@@ -29,9 +29,13 @@ check_pretrained() {
 }
 
 # print_estimate TOTAL_RUNS SEC_PER_RUN SEC_PER_EVAL EVALS_PER_RUN: runs left and the time they need on LANES lanes.
-print_estimate() {
-    local done_runs=0 f left
-    for f in "$RESULTS_DIR"/records/*.json; do [[ -f "$f" ]] && done_runs=$(( done_runs + 1 )); done
+print_estimate() {  # print_estimate RUNS SEC_PER_RUN SEC_PER_EVAL EVALS [NAME...]: with NAMEs, only their records count as done
+    local done_runs=0 f left name
+    if (( $# > 4 )); then
+        for name in "${@:5}"; do [[ -f "$RESULTS_DIR/records/$name.json" ]] && done_runs=$(( done_runs + 1 )); done
+    else
+        for f in "$RESULTS_DIR"/records/*.json; do [[ -f "$f" ]] && done_runs=$(( done_runs + 1 )); done
+    fi
     left=$(( $1 > done_runs ? $1 - done_runs : 0 ))
     echo "$(basename "$0"): $1 runs, $done_runs with records already; $left to train and evaluate x $EPOCHS epochs, $LANES side by side"
     if [[ -n "$2" ]]; then
