@@ -14,7 +14,7 @@ MASTER_PORT=${MASTER_PORT:-29533}
 LOG_DIR=${LOG_DIR:-runs/ranks}
 FAIRSEQ_TRAIN=${FAIRSEQ_TRAIN:-fairseq-train}
 
-if [[ $# -eq 0 || "$1" == "-h" || "$1" == "--help" ]]; then sed -n 2,7p "$0"; exit 0; fi
+if [[ $# -eq 0 || "$1" == "-h" || "$1" == "--help" ]]; then sed -n '2,/^set -euo pipefail/{/^set /!p}' "$0"; exit 0; fi
 [[ "$NPROC" =~ ^[1-9][0-9]*$ ]] || { echo "error: NPROC must be a positive integer, got '$NPROC'" >&2; exit 1; }
 ((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 501)) || { echo "error: launch_ranks.sh needs bash >= 5.1 (wait -n -p), this is $BASH_VERSION" >&2; exit 1; }
 mkdir -p "$LOG_DIR"

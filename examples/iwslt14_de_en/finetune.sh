@@ -68,7 +68,7 @@ DEVICE_FLAGS=${DEVICE_FLAGS:---cpu}
 FAIRSEQ_TRAIN=${FAIRSEQ_TRAIN:-.venv/bin/fairseq-train}
 PYTHON=${PYTHON:-.venv/bin/python}
 
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,25p "$0"; exit 0; fi
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n '2,/^set -euo pipefail/{/^set /!p}' "$0"; exit 0; fi
 die() { echo "finetune.sh: $*" >&2; exit 1; }
 [[ -f "$PRETRAINED" ]] || die "PRETRAINED=$PRETRAINED does not exist: run train_dense.sh first"
 [[ -f "$DATA_BIN/dict.de.txt" ]] || die "DATA_BIN=$DATA_BIN has no dict.de.txt: run scripts/binarize.sh first"

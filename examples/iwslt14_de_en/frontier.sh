@@ -56,7 +56,7 @@ SEC_PER_EVAL=${SEC_PER_EVAL:-65}
 TITLE=${TITLE:-"offline German-English corpus, narrow 108-head model"}
 PYTHON=${PYTHON:-.venv/bin/python}
 
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,20p "$0"; exit 0; fi
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n '2,/^set -euo pipefail/{/^set /!p}' "$0"; exit 0; fi
 cd "$(dirname "$0")/../.."
 die() { echo "frontier.sh: $*" >&2; exit 1; }
 # shellcheck source=examples/iwslt14_de_en/runs_lib.sh

@@ -33,7 +33,7 @@ PHASES=${PHASES:-"train evaluate export bench summary"}  # study.sh's phases aft
 PYTHON=${PYTHON:-.venv/bin/python}
 FAIRSEQ_TRAIN=${FAIRSEQ_TRAIN:-.venv/bin/fairseq-train}
 
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,10p "$0"; exit 0; fi
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n '2,/^set -euo pipefail/{/^set /!p}' "$0"; exit 0; fi
 cd "$(dirname "$0")/../.."
 die() { echo "full_size.sh: $*" >&2; exit 1; }
 for list in ALPHAS BETAS; do [[ -n "${!list// /}" ]] || die "$list is empty: give at least one value"; done

@@ -35,7 +35,7 @@ CPU=${CPU:-1}  # 1: prune and generate on CPU
 TITLE=${TITLE:-"offline German-English corpus, narrow 108-head model"}
 PYTHON=${PYTHON:-.venv/bin/python}
 
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,13p "$0"; exit 0; fi
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n '2,/^set -euo pipefail/{/^set /!p}' "$0"; exit 0; fi
 cd "$(dirname "$0")/../.."
 die() { echo "post_prune.sh: $*" >&2; exit 1; }
 [[ -f "$DATA_BIN/dict.de.txt" ]] || die "DATA_BIN=$DATA_BIN has no dict.de.txt: run the main command (scripts/run_offline_demo.sh) first"

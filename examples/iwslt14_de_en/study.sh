@@ -50,7 +50,7 @@ SEC_PER_EVAL=${SEC_PER_EVAL:-65}  # measured alongside: beam-5 generation of 1,5
 ZERO_BELOW=${ZERO_BELOW-1e-4}  # evaluate each run with |w| below this zeroed in q/k/v/out/fc1/fc2 (empty: as stored)
 PYTHON=${PYTHON:-.venv/bin/python}
 
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,22p "$0"; exit 0; fi
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n '2,/^set -euo pipefail/{/^set /!p}' "$0"; exit 0; fi
 cd "$(dirname "$0")/../.."
 die() { echo "study.sh: $*" >&2; exit 1; }
 # shellcheck source=examples/iwslt14_de_en/runs_lib.sh

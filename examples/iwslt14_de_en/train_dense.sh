@@ -19,7 +19,7 @@ SEED=${SEED:-1}
 DEVICE_FLAGS=${DEVICE_FLAGS:---cpu}
 FAIRSEQ_TRAIN=${FAIRSEQ_TRAIN:-.venv/bin/fairseq-train}
 
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n 2,4p "$0"; exit 0; fi
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n '2,/^set -euo pipefail/{/^set /!p}' "$0"; exit 0; fi
 [[ -f "$DATA_BIN/dict.de.txt" ]] || { echo "DATA_BIN=$DATA_BIN has no dict.de.txt: run scripts/binarize.sh first" >&2; exit 1; }
 
 # shellcheck disable=SC2086
