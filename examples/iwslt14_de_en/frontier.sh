@@ -183,11 +183,17 @@ if has_phase summary; then
     mapfile -t all < <(ls "$RESULTS_DIR"/records/*.json 2>/dev/null)
     (( ${#all[@]} > 0 )) || die "no records in $RESULTS_DIR/records yet"
     sig_files=()
-    for budget in $BUDGETS; do  # every run of the budget (and the dense control) against its Michel run, one seed
+    for budget in $BUDGETS; do  # per budget with records: its fronts, and its runs (and the dense control) against its Michel run
+        mapfile -t runs < <(grep -l "\"budget\": $budget," "${all[@]}")
+        (( ${#runs[@]} > 0 )) || continue
+        for kind in sparsity-front params-front; do
+            "$PYTHON" -m neuroprune.tools.plots "$kind" "${all[@]}" --budget "$budget" --references dense,michel,dsp \
+                --out "$RESULTS_DIR/$kind-k$budget.png" --title "$TITLE, $budget heads"
+        done
         base="michel_k${budget}_s$FIRST_SEED"
         [[ -f "$RESULTS_DIR/text/$base.hyp" ]] || continue
         systems=(--system "$base=$RESULTS_DIR/text/$base.hyp")
-        for record in $(grep -l "\"budget\": $budget," "${all[@]}") "$RESULTS_DIR/records/dense_s$FIRST_SEED.json"; do
+        for record in "${runs[@]}" "$RESULTS_DIR/records/dense_s$FIRST_SEED.json"; do
             name=$(basename "$record" .json)
             [[ "$name" != "$base" && -f "$RESULTS_DIR/text/$name.hyp" ]] && systems+=(--system "$name=$RESULTS_DIR/text/$name.hyp")
         done
@@ -199,13 +205,6 @@ if has_phase summary; then
     "$PYTHON" -m neuroprune.tools.frontier_table "${all[@]}" --out-md "$RESULTS_DIR/results.md" "${sig_files[@]}" --overwrite
     # the paper's view (Fig. 6 right): heads kept against sparsity, for the runs within 1 BLEU of the dense control
     "$PYTHON" -m neuroprune.tools.plots frontier "${all[@]}" --bleu-tolerance 1 --out "$RESULTS_DIR/frontier.png" --title "$TITLE"
-    for budget in $BUDGETS; do
-        grep -lq "\"budget\": $budget," "${all[@]}" || continue
-        for kind in sparsity-front params-front; do
-            "$PYTHON" -m neuroprune.tools.plots "$kind" "${all[@]}" --budget "$budget" --references dense,michel,dsp \
-                --out "$RESULTS_DIR/$kind-k$budget.png" --title "$TITLE, $budget heads"
-        done
-    done
 fi
 echo
 echo "frontier.sh: finished the phases '$PHASES' in $(( ($(date +%s) - START) / 60 )) min"
