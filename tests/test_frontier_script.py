@@ -26,6 +26,10 @@ def _frontier(tmp_path, **variables):
     ({"SWEEPS": "gmp_michel l1", "BUDGETS": "54", "SPLIT_STRENGTH": ""}, 1 + 2 + 4 + 7),  # control, references, 4 targets, 7 strengths
     ({"SWEEPS": "gmp_dsp", "BUDGETS": "54", "SPLIT_STRENGTH": ""}, 1 + 2 + 4),  # no penalty sweep at all
     ({"SWEEPS": "np l1", "BUDGETS": "54", "SPLIT_STRENGTH": ""}, 1 + 2 + 7 + 7),  # no GMP at all
+    ({"SEEDS": "1 2 3", "BUDGETS": "54", "STRENGTHS": "a:1:2", "SWEEPS": "np_plus gmp_michel", "GMP_TARGETS": "0.1",
+      "REFERENCES": "", "SPLIT_STRENGTH": ""}, 1 + 3 * 2),  # matched seeds: the first control (update count), 2 runs per seed
+    ({"SEEDS": "1 2", "BUDGETS": "54", "SWEEPS": "gmp_dsp", "GMP_TARGETS": "0.5", "REFERENCES": "dense michel", "SPLIT_STRENGTH": ""},
+     2 * (1 + 1 + 1)),  # per seed its control, michel and one GMP run; no DSP reference
 ])
 def test_the_estimate_counts_every_run(tmp_path, variables, runs):
     proc = _frontier(tmp_path, **variables)
@@ -38,6 +42,7 @@ def test_the_estimate_counts_every_run(tmp_path, variables, runs):
     ({"STRENGTHS": "my_strength:1e-4:1e-3"}, "STRENGTHS entry 'my_strength:1e-4:1e-3' is not name:alpha:beta"),
     ({"SWEEPS": "np_plus gmp"}, "SWEEPS entry 'gmp' is not one of np_plus gmp_michel l1 np gmp_dsp"),
     ({"GMP_TARGETS": "50"}, "GMP_TARGETS entry '50' is not a share in [0, 1)"),
+    ({"REFERENCES": "michel dsp"}, "REFERENCES entry 'dsp' is not one of michel dsp_joint dense"),
     ({"PRETRAINED": "/nonexistent/dense.pt"}, "PRETRAINED=/nonexistent/dense.pt does not exist"),
 ])
 def test_bad_settings_are_refused_by_name(tmp_path, variables, message):

@@ -6,7 +6,7 @@
 # data, optimizer, learning rate and updates), its heads fixed by the end of the first SELECT_EPOCHS epoch(s).
 # Every model is evaluated with |w| < ZERO_BELOW zeroed in q/k/v/out/fc1/fc2, so its sparsity is exact zeros of
 # the model that was scored; the test record also scores the model as stored. Runs (NAME = GROUP_kBUDGET_sSEED):
-# per budget in BUDGETS the references (michel, dsp_joint, and dense_sSEED), then the SWEEPS, in their order,
+# per budget in BUDGETS the REFERENCES (michel, dsp_joint, and dense_sSEED), then the SWEEPS, in their order,
 # np_plus_STRENGTH, gmp_michel_gTARGET, l1_STRENGTH, np_STRENGTH, gmp_dsp_gTARGET; at the first budget also
 # alpha-only and beta-only runs of NeuroPrune+ at SPLIT_STRENGTH and the paper's own mode (no budget, theta in THETAS) at that strength.
 # Records, hypotheses and log lines go to RESULTS_DIR (COMMIT=1 commits each run's as soon as they exist); a run
@@ -31,6 +31,7 @@ SEEDS=${SEEDS:-1}
 BUDGETS=${BUDGETS:-"54 81"}
 STRENGTHS=${STRENGTHS:-"a1e-5:1e-5:1e-4 a1e-4:1e-4:1e-3 a2e-4:2e-4:2e-3 a4e-4:4e-4:4e-3 a8e-4:8e-4:8e-3 a1.6e-3:1.6e-3:1.6e-2 a3.2e-3:3.2e-3:3.2e-2"}  # name:alpha:beta
 SWEEPS=${SWEEPS:-"np_plus gmp_michel l1 np gmp_dsp"}  # the sweeps to run per budget, in this order
+REFERENCES=${REFERENCES-"michel dsp_joint dense"}  # the references per budget and seed (dense: the control, per seed; the first seed's always runs, it gives the update count)
 GMP_TARGETS=${GMP_TARGETS:-"0.3 0.5 0.7 0.85"}  # share of each matrix's active weights at zero
 GMP_END_EPOCHS=${GMP_END_EPOCHS:-1.333}  # the cubic schedule reaches its target after this many epochs (from update 0)
 GMP_STEPS=${GMP_STEPS:-12}  # pruning steps of the schedule
@@ -63,6 +64,7 @@ die() { echo "frontier.sh: $*" >&2; exit 1; }
 source examples/iwslt14_de_en/runs_lib.sh
 check_settings
 for g in $SWEEPS; do [[ " np_plus gmp_michel l1 np gmp_dsp " == *" $g "* ]] || die "SWEEPS entry '$g' is not one of np_plus gmp_michel l1 np gmp_dsp"; done
+for g in $REFERENCES; do [[ " michel dsp_joint dense " == *" $g "* ]] || die "REFERENCES entry '$g' is not one of michel dsp_joint dense"; done
 for g in $GMP_TARGETS; do [[ "$g" =~ ^0?\.[0-9]+$ ]] || die "GMP_TARGETS entry '$g' is not a share in [0, 1)"; done
 GEN_DEVICE=(); [[ "$DEVICE_FLAGS" == *--cpu* ]] && GEN_DEVICE=(--cpu)
 mkdir -p "$STUDY_DIR" "$RESULTS_DIR"/{records,valid,text,logs}
@@ -79,13 +81,15 @@ sweep() {  # sweep GROUP METHOD LABEL BUDGET SEED: one run per strength; the wea
     done
 }
 gmp() {  # gmp BASE BUDGET SEED VARS: one run per target
-    local g; for g in $GMP_TARGETS; do echo "gmp_$1_g${g}_k$2_s$3 $1 $2 $3 LABEL=gmp_$1 GMP_SPARSITY=$g GMP_START=0 GMP_END=$GMP_END GMP_INTERVAL=$GMP_INTERVAL ${4:-}"; done
+    local g; for g in $REFERENCES; do [[ " michel dsp_joint dense " == *" $g "* ]] || die "REFERENCES entry '$g' is not one of michel dsp_joint dense"; done
+for g in $GMP_TARGETS; do echo "gmp_$1_g${g}_k$2_s$3 $1 $2 $3 LABEL=gmp_$1 GMP_SPARSITY=$g GMP_START=0 GMP_END=$GMP_END GMP_INTERVAL=$GMP_INTERVAL ${4:-}"; done
 }
 
-budget_runs() {  # budget_runs BUDGET SEED: the references, then the SWEEPS (penalty strengths, GMP on a head set)
+has_reference() { [[ " $REFERENCES " == *" $1 "* ]]; }
+budget_runs() {  # budget_runs BUDGET SEED: the REFERENCES, then the SWEEPS (penalty strengths, GMP on a head set)
     local group
-    echo "michel_k$1_s$2 michel $1 $2 EPOCH_CHECKPOINTS=1"
-    echo "dsp_joint_k$1_s$2 dsp $1 $2 DSP_MODE=joint DSP_ANNEAL_UPDATES=$ANNEAL EPOCH_CHECKPOINTS=1"
+    if has_reference michel; then echo "michel_k$1_s$2 michel $1 $2 EPOCH_CHECKPOINTS=1"; fi
+    if has_reference dsp_joint; then echo "dsp_joint_k$1_s$2 dsp $1 $2 DSP_MODE=joint DSP_ANNEAL_UPDATES=$ANNEAL EPOCH_CHECKPOINTS=1"; fi
     for group in $SWEEPS; do
         case $group in
             np_plus) sweep np_plus neuroprune_plus neuroprune_plus "$1" "$2" ;;
@@ -107,7 +111,7 @@ split_runs() {  # NeuroPrune+ with one penalty alone, and the paper's own mode, 
 sweep_runs() {
     local seed budget
     for seed in $SEEDS; do
-        [[ "$seed" != "$FIRST_SEED" ]] && echo "dense_s$seed dense - $seed EPOCH_CHECKPOINTS=1"
+        if [[ "$seed" != "$FIRST_SEED" ]] && has_reference dense; then echo "dense_s$seed dense - $seed EPOCH_CHECKPOINTS=1"; fi
         budget_runs "$FIRST_BUDGET" "$seed"
     done
     split_runs
