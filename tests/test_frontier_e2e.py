@@ -35,7 +35,7 @@ def sweep(tmp_path_factory):
                PRETRAINED=str(root / "dense" / "checkpoint_last.pt"), BUDGETS="27", STRENGTHS="w:1e-5:1e-4 s:1e-2:1e-1",
                GMP_TARGETS="0.5", GMP_STEPS="2", SPLIT_STRENGTH="", PHASES="train evaluate posttrain summary",
                POST_BASES="michel dense", POST_METHODS="magnitude", POST_SPARSITIES="0.5", POST_FT_BASES="michel",
-               POST_FT_METHODS="magnitude", CALIB_SENTENCES="16", BEAM="2", COMMIT="1", PYTHON=sys.executable,
+               POST_FT_METHODS="magnitude", MATCHED="np_plus_w:gmp_michel_g0.5 l1_s:no_such_series", CALIB_SENTENCES="16", BEAM="2", COMMIT="1", PYTHON=sys.executable,
                FAIRSEQ_TRAIN=str(Path(sys.executable).parent / "fairseq-train"))
     proc = subprocess.run(["bash", "examples/iwslt14_de_en/frontier.sh", *TINY], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=1800)
@@ -102,3 +102,18 @@ def test_summary_tabulates_every_run_and_draws_the_fronts(sweep):
     p_column = {line.split(" | ")[0][2:]: line.rsplit("|", 2)[1].strip() for line in table[2:]}
     for s in systems[1:]:
         assert p_column[s["name"]] == f"{s['p_holm']:.3f}" and s["p_holm"] >= s["p_value"]
+
+
+def test_the_matched_pair_is_tested_and_a_pair_without_records_is_left_out(sweep):
+    """The one MATCHED pair whose series both have records, on its one seed: pooled BLEUs recomputed with sacrebleu
+    from the hypothesis files; the pair naming a series without records is not tested (no error)."""
+    import sacrebleu
+
+    root, _, _ = sweep
+    text = root / "results" / "text"
+    refs = (text / "test.ref").read_text().splitlines()
+    tests = json.loads((root / "results" / "matched.json").read_text())["tests"]
+    assert [(t["budget"], t["config"], t["against"], t["seeds"]) for t in tests] == [(27, "np_plus_w", "gmp_michel_g0.5", [1])]
+    for name, key in (("np_plus_w_k27_s1", "bleu"), ("gmp_michel_g0.5_k27_s1", "against_bleu")):
+        hyps = (text / f"{name}.hyp").read_text().splitlines()
+        assert tests[0][key] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score, abs=0.01)

@@ -42,6 +42,7 @@ def test_the_estimate_counts_every_run(tmp_path, variables, runs):
     ({"STRENGTHS": "my_strength:1e-4:1e-3"}, "STRENGTHS entry 'my_strength:1e-4:1e-3' is not name:alpha:beta"),
     ({"SWEEPS": "np_plus gmp"}, "SWEEPS entry 'gmp' is not one of np_plus gmp_michel l1 np gmp_dsp"),
     ({"GMP_TARGETS": "50"}, "GMP_TARGETS entry '50' is not a share in [0, 1)"),
+    ({"MATCHED": "np_plus_a2e-4"}, "MATCHED entry 'np_plus_a2e-4' is not A:B"),
     ({"REFERENCES": "michel dsp"}, "REFERENCES entry 'dsp' is not one of michel dsp_joint dense"),
     ({"PRETRAINED": "/nonexistent/dense.pt"}, "PRETRAINED=/nonexistent/dense.pt does not exist"),
 ])

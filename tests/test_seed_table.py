@@ -183,3 +183,25 @@ def test_each_pair_is_tested_once_and_marked_only_after_holm_over_its_family(tmp
     assert "| 54 | michel | np | 1 | 20.00 | 10.00 | 0.0200 | 0.0600 | no |" in md and "adjusted over all tests at one budget" in md
     _, tests = seed_table.main(args + ["--family", "all"])  # one family of 7: 0.001 x 7 = 0.007, then 0.01 x 6 = 0.06
     assert {t["family_size"] for t in tests} == {7} and [t["significant"] for t in tests].count(True) == 1
+
+
+def test_pairs_test_only_the_pairs_given_on_their_shared_seeds_with_holm_over_the_pairs(tmp_path):
+    """Two methods at matched sparsity: A against B and C against B, never A against C; pooled BLEUs recomputed
+    with sacrebleu on the concatenated seeds, and Holm over two tests worked by hand."""
+    hyps = {f"a_k54_s{s}": _damaged(REFS, 10 + s) for s in (1, 2)}
+    hyps |= {f"b_k54_s{s}": _damaged(REFS, 2) for s in (1, 2, 3)}
+    hyps |= {f"c_k54_s{s}": _damaged(REFS, 3 + s) for s in (1, 2, 3)}
+    hyps |= {"a_k27_s1": _damaged(REFS, 5)}  # b has no K 27 run: no test there
+    records = [_record(n, n[0], 0.0, seed=int(n[-1]), budget=int(n.split("_k")[1].split("_")[0])) for n in hyps]
+    _, tests = seed_table.main([*_write(tmp_path, records, hyps), "--text-dir", str(tmp_path), "--pairs", "a:b,c:b", "--samples", "200"])
+    assert [(t["budget"], t["config"], t["against"], t["seeds"]) for t in tests] == [(54, "a", "b", [1, 2]), (54, "c", "b", [1, 2, 3])]
+    pooled_a = sacrebleu.corpus_bleu(hyps["a_k54_s1"] + hyps["a_k54_s2"], [REFS * 2]).score
+    pooled_b = sacrebleu.corpus_bleu(hyps["b_k54_s1"] + hyps["b_k54_s2"], [REFS * 2]).score
+    assert tests[0]["bleu"] == pytest.approx(pooled_a, abs=0.01) and tests[0]["against_bleu"] == pytest.approx(pooled_b, abs=0.01)
+    low, high = sorted(t["p_value"] for t in tests)
+    assert sorted(t["p_holm"] for t in tests) == pytest.approx([min(1.0, 2 * low), max(min(1.0, 2 * low), high)])
+    assert {t["family_size"] for t in tests} == {2}
+    with pytest.raises(SystemExit, match="--pairs: 'a' is not A:B"):
+        seed_table.main([*_write(tmp_path, records, hyps), "--text-dir", str(tmp_path), "--pairs", "a"])
+    with pytest.raises(SystemExit, match="--pairs.*no records of configuration 'z'"):
+        seed_table.main([*_write(tmp_path, records, hyps), "--text-dir", str(tmp_path), "--pairs", "a:z"])

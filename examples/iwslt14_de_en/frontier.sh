@@ -11,9 +11,11 @@
 # alpha-only and beta-only runs of NeuroPrune+ at SPLIT_STRENGTH and the paper's own mode (no budget, theta in THETAS) at that strength.
 # Records, hypotheses and log lines go to RESULTS_DIR (COMMIT=1 commits each run's as soon as they exist); a run
 # whose records exist is skipped, so the sweep resumes on any machine. The summary writes, from the records only,
-# RESULTS_DIR/results.md (a row per run), per budget sacrebleu's paired bootstrap of its runs and the dense control
+# RESULTS_DIR/results.md (a row per run), per budget sacrebleu's paired bootstrap of its first seed's runs and the dense control
 # against its Michel run (significance-kBUDGET.json, Holm over the budget), the paper's heads-vs-sparsity frontier
-# of the runs within 1 BLEU of the dense control, and per budget the BLEU-vs-sparsity and BLEU-vs-parameters fronts.
+# of the runs within 1 BLEU of the dense control, per budget the BLEU-vs-sparsity and BLEU-vs-parameters fronts, and
+# for the MATCHED pairs (two methods at matched sparsity, run over SEEDS) mean and spread over seeds and the seed-pooled
+# paired bootstrap of each pair, Holm over a budget's pairs (matched.md, matched.json).
 # PHASES "posttrain": post-training pruning (tools.post_prune) of the first budget's reference runs (POST_BASES)
 # by each of POST_METHODS at each of POST_SPARSITIES, as trained (NAME = METHOD-SPARSITY_BASE); and of the
 # POST_FT_BASES by POST_FT_METHODS after their first epoch, then fine-tuned for the other epoch(s) with the zeros
@@ -33,6 +35,7 @@ STRENGTHS=${STRENGTHS:-"a1e-5:1e-5:1e-4 a1e-4:1e-4:1e-3 a2e-4:2e-4:2e-3 a4e-4:4e
 SWEEPS=${SWEEPS:-"np_plus gmp_michel l1 np gmp_dsp"}  # the sweeps to run per budget, in this order
 REFERENCES=${REFERENCES-"michel dsp_joint dense"}  # the references per budget and seed (dense: the control, per seed; the first seed's always runs, it gives the update count)
 GMP_TARGETS=${GMP_TARGETS:-"0.3 0.5 0.7 0.85"}  # share of each matrix's active weights at zero
+MATCHED=${MATCHED-"np_plus_a2e-4:gmp_michel_g0.14 np_plus_a4e-4:gmp_michel_g0.43"}  # A:B run series at matched sparsity, compared over all their seeds
 GMP_END_EPOCHS=${GMP_END_EPOCHS:-1.333}  # the cubic schedule reaches its target after this many epochs (from update 0)
 GMP_STEPS=${GMP_STEPS:-12}  # pruning steps of the schedule
 SPLIT_STRENGTH=${SPLIT_STRENGTH-a4e-4}  # NeuroPrune+ with only alpha, then only beta, of this strength ("": none)
@@ -65,6 +68,7 @@ source examples/iwslt14_de_en/runs_lib.sh
 check_settings
 for g in $SWEEPS; do [[ " np_plus gmp_michel l1 np gmp_dsp " == *" $g "* ]] || die "SWEEPS entry '$g' is not one of np_plus gmp_michel l1 np gmp_dsp"; done
 for g in $REFERENCES; do [[ " michel dsp_joint dense " == *" $g "* ]] || die "REFERENCES entry '$g' is not one of michel dsp_joint dense"; done
+for g in $MATCHED; do [[ "$g" =~ ^[^:]+:[^:]+$ ]] || die "MATCHED entry '$g' is not A:B (two run series, e.g. np_plus_a2e-4:gmp_michel_g0.14)"; done
 for g in $GMP_TARGETS; do [[ "$g" =~ ^0?\.[0-9]+$ ]] || die "GMP_TARGETS entry '$g' is not a share in [0, 1)"; done
 GEN_DEVICE=(); [[ "$DEVICE_FLAGS" == *--cpu* ]] && GEN_DEVICE=(--cpu)
 mkdir -p "$STUDY_DIR" "$RESULTS_DIR"/{records,valid,text,logs}
@@ -194,12 +198,12 @@ if has_phase summary; then
             "$PYTHON" -m neuroprune.tools.plots "$kind" "${all[@]}" --budget "$budget" --references dense,michel,dsp \
                 --out "$RESULTS_DIR/$kind-k$budget.png" --title "$TITLE, $budget heads"
         done
-        base="michel_k${budget}_s$FIRST_SEED"
+        base="michel_k${budget}_s$FIRST_SEED"  # the first seed's runs against it (the MATCHED pairs compare seeds)
         [[ -f "$RESULTS_DIR/text/$base.hyp" ]] || continue
         systems=(--system "$base=$RESULTS_DIR/text/$base.hyp")
         for record in "${runs[@]}" "$RESULTS_DIR/records/dense_s$FIRST_SEED.json"; do
             name=$(basename "$record" .json)
-            [[ "$name" != "$base" && -f "$RESULTS_DIR/text/$name.hyp" ]] && systems+=(--system "$name=$RESULTS_DIR/text/$name.hyp")
+            [[ "$name" != "$base" && "$name" == *_s$FIRST_SEED && -f "$RESULTS_DIR/text/$name.hyp" ]] && systems+=(--system "$name=$RESULTS_DIR/text/$name.hyp")
         done
         (( ${#systems[@]} > 2 )) || continue
         "$PYTHON" -m neuroprune.tools.significance --refs "$RESULTS_DIR/text/test.ref" "${systems[@]}" \
@@ -207,6 +211,17 @@ if has_phase summary; then
         sig_files+=(--significance "$RESULTS_DIR/significance-k$budget.json")
     done
     "$PYTHON" -m neuroprune.tools.frontier_table "${all[@]}" --out-md "$RESULTS_DIR/results.md" "${sig_files[@]}" --overwrite
+    pairs=() matched=()  # the MATCHED pairs whose two series have records: seed-pooled bootstrap, Holm over a budget's pairs
+    for pair in $MATCHED; do
+        mapfile -t a < <(ls "$RESULTS_DIR/records/${pair%%:*}"_k*_s*.json 2>/dev/null); mapfile -t b < <(ls "$RESULTS_DIR/records/${pair#*:}"_k*_s*.json 2>/dev/null)
+        if (( ${#a[@]} > 0 && ${#b[@]} > 0 )); then pairs+=("$pair"); matched+=("${a[@]}" "${b[@]}"); fi
+    done
+    if (( ${#pairs[@]} > 0 )); then
+        mapfile -t matched < <(printf '%s\n' "${matched[@]}" | sort -u)  # a series in two pairs once
+        pairs_list="${pairs[*]}"
+        "$PYTHON" -m neuroprune.tools.seed_table "${matched[@]}" --text-dir "$RESULTS_DIR/text" --pairs "${pairs_list// /,}" \
+            --samples "$SIG_SAMPLES" --out-md "$RESULTS_DIR/matched.md" --out-json "$RESULTS_DIR/matched.json" --overwrite > /dev/null
+    fi
     # the paper's view (Fig. 6 right): heads kept against sparsity, for the runs within 1 BLEU of the dense control
     "$PYTHON" -m neuroprune.tools.plots frontier "${all[@]}" --bleu-tolerance 1 --out "$RESULTS_DIR/frontier.png" --title "$TITLE"
 fi

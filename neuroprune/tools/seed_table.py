@@ -4,15 +4,16 @@ p-values.
 
 Usage:
     python -m neuroprune.tools.seed_table RECORD... --text-dir DIR --compare np_strong,np_plus_strong \
-        [--control dense] [--grid np_strong,dsp_joint,michel] [--samples 1000] [--family budget|all] [--out-tsv T] \
-        [--out-md M] [--out-json J] [--overwrite]
+        [--pairs np_plus_a2e-4:gmp_michel_g0.14,...] [--control dense] [--grid np_strong,dsp_joint,michel] \
+        [--samples 1000] [--family budget|all] [--out-tsv T] [--out-md M] [--out-json J] [--overwrite]
 
 A configuration is a record's series (``records.series``: the run name without ``_k<budget>_s<seed>``).
 Each row: the seeds found, mean and sample standard deviation of sacreBLEU, the mean heads kept and weight
 sparsity, the updates trained (one value when all runs of the study trained the same number, else a
 warning), and the mean BLEU minus the control's (``--control``, a series without budget). At each budget,
 each ``--compare`` configuration is tested against every other configuration at that budget and against
-the control (a pair already tested the other way round is not tested again): the systems are the seeds both
+the control (a pair already tested the other way round is not tested again); each ``--pairs`` A:B tests A against
+B at every budget where both have runs (e.g. two methods at matched sparsity), and nothing else: the systems are the seeds both
 have (``DIR/NAME.hyp``, references ``DIR/test.ref``), scored on their concatenation, and the bootstrap resamples
 source sentences with all their seed copies (``tools.significance.paired_bootstrap``). The p-values are
 Holm-adjusted over a family (``--family``): all tests at one budget, or all tests of the table; a difference is
@@ -68,6 +69,16 @@ def by_seed(text_dir: str, runs: Dict[int, dict], seeds: List) -> List[List[str]
 FAMILIES = {"budget": "all tests at one budget", "all": "all tests of the table"}
 
 
+def pair_test(budget, name: str, runs, other: str, other_runs, refs, text_dir: str, samples: int) -> Optional[dict]:
+    """``name`` against ``other`` on the seeds both have (None when they share none): both pooled BLEUs and the p-value."""
+    seeds = sorted(set(runs) & set(other_runs), key=str)
+    if not seeds:
+        return None
+    rows = paired_bootstrap({other: by_seed(text_dir, other_runs, seeds), name: by_seed(text_dir, runs, seeds)}, refs, samples)
+    return {"budget": budget, "config": name, "against": other, "seeds": seeds, "bleu": round(rows[1]["bleu"], 2),
+            "against_bleu": round(rows[0]["bleu"], 2), "p_value": rows[1]["p_value"]}
+
+
 def comparisons(groups, compare: List[str], control: Optional[str], text_dir: str, samples: int) -> List[dict]:
     """At each budget, each ``compare`` configuration against every other configuration there and the control,
     on the seeds both have, each pair once; one dict per pair with both pooled BLEUs and the p-value."""
@@ -81,15 +92,22 @@ def comparisons(groups, compare: List[str], control: Optional[str], text_dir: st
         if control_runs:
             others.append(((control, None), control_runs))
         for (other, other_budget), other_runs in others:
-            seeds = sorted(set(runs) & set(other_runs), key=str)
-            if not seeds or (budget, frozenset((name, other))) in tested:
+            if (budget, frozenset((name, other))) in tested:
                 continue
-            tested.add((budget, frozenset((name, other))))
-            rows = paired_bootstrap({other: by_seed(text_dir, other_runs, seeds), name: by_seed(text_dir, runs, seeds)},
-                                    refs, samples)
-            results.append({"budget": budget, "config": name, "against": other, "seeds": seeds, "bleu": round(rows[1]["bleu"], 2),
-                            "against_bleu": round(rows[0]["bleu"], 2), "p_value": rows[1]["p_value"]})
+            test = pair_test(budget, name, runs, other, other_runs, refs, text_dir, samples)
+            if test:
+                tested.add((budget, frozenset((name, other))))
+                results.append(test)
     return results
+
+
+def pair_comparisons(groups, pairs: List[Tuple[str, str]], text_dir: str, samples: int) -> List[dict]:
+    """Each (A, B) of ``pairs`` at every budget where both have runs, on the seeds both have."""
+    refs = read_lines(f"{text_dir}/test.ref", "--text-dir")
+    budgets = sorted({b for _, b in groups if b is not None}, reverse=True)
+    tests = [pair_test(b, a, groups[(a, b)], other, groups[(other, b)], refs, text_dir, samples)
+             for a, other in pairs for b in budgets if (a, b) in groups and (other, b) in groups]
+    return [t for t in tests if t]
 
 
 def adjust(tests: List[dict], family: str) -> None:
@@ -151,6 +169,7 @@ def main(argv=None):
     p.add_argument("records", nargs="+", help="test-split evaluation records, one per run, with their seed fields")
     p.add_argument("--text-dir", required=True, help="folder of NAME.hyp per record and test.ref (tools.evaluate --text-out)")
     p.add_argument("--compare", default="", help="comma-separated configurations tested against every other one at their budgets")
+    p.add_argument("--pairs", default="", help="comma-separated A:B configuration pairs, A tested against B at each budget where both have runs")
     p.add_argument("--control", default=None, help="the configuration without budget that 'vs control' and the tests measure against")
     p.add_argument("--grid", default="", help="comma-separated configurations, the columns of a first compact table (budget by configuration)")
     p.add_argument("--samples", type=int, default=1000, help="bootstrap resamples")
@@ -165,11 +184,15 @@ def main(argv=None):
     with exit_on_value_error():
         groups = group(load_records(args.records, {"seed": int}))
     compare = [c for c in args.compare.split(",") if c]
+    pairs = [tuple(p.split(":")) for p in args.pairs.split(",") if p]
+    for pair in pairs:
+        if len(pair) != 2 or not all(pair) or pair[0] == pair[1]:
+            raise SystemExit(f"--pairs: '{':'.join(pair)}' is not A:B with two different configurations")
     known = {k[0] for k in groups}
     columns = [c for c in args.grid.split(",") if c]
-    for name in compare + columns + ([args.control] if args.control else []):
+    for name in compare + [c for pair in pairs for c in pair] + columns + ([args.control] if args.control else []):
         if name not in known:
-            raise SystemExit(f"--compare/--grid/--control: no records of configuration '{name}' (found: {', '.join(sorted(known))})")
+            raise SystemExit(f"--compare/--pairs/--grid/--control: no records of configuration '{name}' (found: {', '.join(sorted(known))})")
     control_runs = groups.get((args.control, None)) if args.control else None
     control_mean = statistics.fmean(r["bleu"] for r in control_runs.values()) if control_runs else None
     rows = [summary_row(k, v, control_mean) for k, v in sorted(groups.items(), key=lambda kv: (-(kv[0][1] or 10**9), kv[0][0]))]
@@ -177,6 +200,7 @@ def main(argv=None):
     if len(updates) != 1:
         print(f"seed_table: WARNING the runs trained different numbers of updates: {updates}")
     tests = comparisons(groups, compare, args.control, args.text_dir, args.samples) if compare else []
+    tests += pair_comparisons(groups, pairs, args.text_dir, args.samples) if pairs else []
     adjust(tests, args.family)
     table = (grid(rows, columns, args.control) if columns else "") + markdown(rows, tests, args.control, args.family)
     print(table, end="")
