@@ -95,3 +95,17 @@ def test_budget_keeps_that_budgets_records_and_the_budgetless_references():
     assert plots.at_budget(records, 81, ["michel"]) == [2]
     with pytest.raises(ValueError, match="--budget 27: no record has that budget"):
         plots.at_budget(records, 27, ["dense"])
+
+
+def test_every_method_of_a_front_has_its_own_colour(tmp_path):
+    """Ten methods that the fixed colours do not name (the sweep's gmp_michel, magnitude+ft@michel, ...): more than
+    the six colours the name hash picks from, so two would share one; each line must have its own, and a method with
+    a fixed colour keeps it."""
+    names = [f"method_{i}" for i in range(10)] + ["l1"]
+    recs = [_front_record(tmp_path, n, n, 20.0 + i, 0.5, 100) for i, n in enumerate(names)]
+    plt = plots.pyplot()
+    fig = plots.DRAW["sparsity-front"](plt, plots.load_records(recs), plots.parse_args(["sparsity-front", *recs, "--out", "x.png"]))
+    colours = {line.get_label().split(" ")[0]: line.get_color() for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")}
+    plt.close(fig)
+    assert set(colours) == set(names)
+    assert len(set(colours.values())) == len(names) and colours["l1"] == "C1"

@@ -12,11 +12,12 @@ or against the exported model's parameters (fewer is better): one point per conf
 Pareto points joined, the others as faint markers; the methods named by ``--references`` are horizontal lines.
 """
 import argparse
+import itertools
 import logging
 import statistics
 import zlib
 from collections import defaultdict
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 from ..cli import exit_on_value_error
 from .outputs import prepare_output
@@ -44,6 +45,7 @@ SUBJECT = {
 DATA_SET = "offline German-English corpus"
 METHOD_COLOURS = {"dense": "black", "neuroprune": "C0", "l1": "C1", "dsp": "C2", "michel": "C3",
                   "magnitude": "C4", "wanda": "C5", "sparsegpt": "C6", "sparsellm": "C7"}
+EXTRA_COLOURS = ("C8", "C9", "navy", "gold", "teal", "magenta", "lime", "maroon", "darkorange", "slategray")
 
 
 def by_method(records) -> Dict[str, List[dict]]:
@@ -57,6 +59,15 @@ def by_method(records) -> Dict[str, List[dict]]:
 def colour(method: str) -> str:
     """The method's colour, the same in every plot; other methods get one of C4-C9 from their name."""
     return METHOD_COLOURS.get(method, f"C{4 + zlib.crc32(method.encode()) % 6}")
+
+
+def distinct_colours(methods: Sequence[str]) -> Dict[str, str]:
+    """A colour per method for one plot of many methods: its fixed colour, or, in order, a colour that no other
+    method of the plot has (``colour``'s name hash can give two methods one colour)."""
+    fixed = {m: METHOD_COLOURS[m] for m in methods if m in METHOD_COLOURS}
+    free = [c for c in (*EXTRA_COLOURS, *METHOD_COLOURS.values()) if c not in fixed.values() and c != "black"]
+    spare = itertools.cycle(free)
+    return {m: fixed.get(m) or next(spare) for m in methods}
 
 
 def label(record) -> str:
@@ -181,14 +192,16 @@ def draw_front(plt, records, args, x: str, xlabel: str, lower_x: bool):
             ax.axhline(statistics.fmean(bleus), color=colour(method), linestyle="--", linewidth=1,
                        label=f"{method} ({statistics.fmean(bleus):.2f})")
     points = [p for p in configuration_means(records, x) if p["method"] not in references]
-    for method in dict.fromkeys(p["method"] for p in points):
+    methods = list(dict.fromkeys(p["method"] for p in points))
+    colours = distinct_colours(references + methods)
+    for method in methods:
         group = [p for p in points if p["method"] == method]
         front = pareto(group, "x", "bleu", lower_x)
-        ax.plot([p["x"] for p in front], [p["bleu"] for p in front], marker="o", color=colour(method),
+        ax.plot([p["x"] for p in front], [p["bleu"] for p in front], marker="o", color=colours[method],
                 label=f"{method} ({len(front)} Pareto of {len(group)})")
         others = [p for p in group if p not in front]
         ax.plot([p["x"] for p in others], [p["bleu"] for p in others], marker="o", linestyle="none", alpha=0.35,
-                color=colour(method))
+                color=colours[method])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("sacreBLEU")
     ax.legend(fontsize=7)
