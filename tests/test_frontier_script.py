@@ -59,3 +59,10 @@ def test_the_estimate_counts_as_done_only_the_records_of_the_planned_runs(tmp_pa
         (records / f"{name}.json").write_text("{}")
     proc = _frontier(tmp_path, SWEEPS="gmp_michel", BUDGETS="54", SPLIT_STRENGTH="", GMP_TARGETS="0.5", STRENGTHS="a:1:2")
     assert "frontier.sh: 4 runs, 1 with records already; 3 to train and evaluate" in proc.stdout  # dense, michel, dsp, gmp
+
+
+@pytest.mark.parametrize("phases,warned", [("posttrain", True), ("evaluate posttrain", False), ("summary", False)])
+def test_posttrain_without_evaluate_is_warned(tmp_path, phases, warned):
+    """The post-training phase prunes; only the evaluate phase writes records (a session ran posttrain alone and got none)."""
+    proc = _frontier(tmp_path, PHASES=phases)
+    assert ("has posttrain without evaluate" in proc.stderr) == warned

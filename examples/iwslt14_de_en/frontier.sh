@@ -70,6 +70,9 @@ for g in $SWEEPS; do [[ " np_plus gmp_michel l1 np gmp_dsp " == *" $g "* ]] || d
 for g in $REFERENCES; do [[ " michel dsp_joint dense " == *" $g "* ]] || die "REFERENCES entry '$g' is not one of michel dsp_joint dense"; done
 for g in $MATCHED; do [[ "$g" =~ ^[^:]+:[^:]+$ ]] || die "MATCHED entry '$g' is not A:B (two run series, e.g. np_plus_a2e-4:gmp_michel_g0.14)"; done
 for g in $GMP_TARGETS; do [[ "$g" =~ ^0?\.[0-9]+$ ]] || die "GMP_TARGETS entry '$g' is not a share in [0, 1)"; done
+if has_phase posttrain && ! has_phase evaluate; then
+    echo "frontier.sh: WARNING PHASES='$PHASES' has posttrain without evaluate: models are pruned but get no records" >&2
+fi
 GEN_DEVICE=(); [[ "$DEVICE_FLAGS" == *--cpu* ]] && GEN_DEVICE=(--cpu)
 mkdir -p "$STUDY_DIR" "$RESULTS_DIR"/{records,valid,text,logs}
 EXTRA_ARGS=("$@")
