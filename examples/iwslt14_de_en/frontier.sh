@@ -88,8 +88,7 @@ sweep() {  # sweep GROUP METHOD LABEL BUDGET SEED: one run per strength; the wea
     done
 }
 gmp() {  # gmp BASE BUDGET SEED VARS: one run per target
-    local g; for g in $REFERENCES; do [[ " michel dsp_joint dense " == *" $g "* ]] || die "REFERENCES entry '$g' is not one of michel dsp_joint dense"; done
-for g in $GMP_TARGETS; do echo "gmp_$1_g${g}_k$2_s$3 $1 $2 $3 LABEL=gmp_$1 GMP_SPARSITY=$g GMP_START=0 GMP_END=$GMP_END GMP_INTERVAL=$GMP_INTERVAL ${4:-}"; done
+    local g; for g in $GMP_TARGETS; do echo "gmp_$1_g${g}_k$2_s$3 $1 $2 $3 LABEL=gmp_$1 GMP_SPARSITY=$g GMP_START=0 GMP_END=$GMP_END GMP_INTERVAL=$GMP_INTERVAL ${4:-}"; done
 }
 
 has_reference() { [[ " $REFERENCES " == *" $1 "* ]]; }

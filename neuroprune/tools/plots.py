@@ -186,14 +186,14 @@ def draw_front(plt, records, args, x: str, xlabel: str, lower_x: bool):
     """Per method, its configurations' mean (x, BLEU) points, the Pareto ones joined; reference methods as lines."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
     references = [m for m in args.references.split(",") if m]
-    for method in references:
-        bleus = [r["bleu"] for r in records if r["method"] == method]
-        if bleus:
-            ax.axhline(statistics.fmean(bleus), color=colour(method), linestyle="--", linewidth=1,
-                       label=f"{method} ({statistics.fmean(bleus):.2f})")
     points = [p for p in configuration_means(records, x) if p["method"] not in references]
     methods = list(dict.fromkeys(p["method"] for p in points))
     colours = distinct_colours(references + methods)
+    for method in references:
+        bleus = [r["bleu"] for r in records if r["method"] == method]
+        if bleus:
+            ax.axhline(statistics.fmean(bleus), color=colours[method], linestyle="--", linewidth=1,
+                       label=f"{method} ({statistics.fmean(bleus):.2f})")
     for method in methods:
         group = [p for p in points if p["method"] == method]
         front = pareto(group, "x", "bleu", lower_x)
