@@ -66,10 +66,10 @@ def train_args(bin_dir: Path, save_dir: Path, *extra: str, task="neuroprune_tran
     ]
 
 
-def build_in_process(tmp_path, *extra, model_args=TINY_MODEL, data_bin=None):
-    """Task, model and criterion built through fairseq's own flag parsing, on a 20-word dictionary
-    written to ``tmp_path`` (or on the dictionaries of an existing fairseq-preprocess folder ``data_bin``)."""
-    from fairseq import options, tasks
+def config_in_process(tmp_path, *extra, model_args=TINY_MODEL, data_bin=None):
+    """The training config fairseq's own flag parsing gives, on a 20-word dictionary written to ``tmp_path``
+    (or on the dictionaries of an existing fairseq-preprocess folder ``data_bin``)."""
+    from fairseq import options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     if data_bin is None:
@@ -80,7 +80,14 @@ def build_in_process(tmp_path, *extra, model_args=TINY_MODEL, data_bin=None):
         str(data_bin or tmp_path), "--user-dir", PLUGIN_DIR, "--task", "neuroprune_translation", "-s", "de", "-t", "en",
         "--criterion", "neuroprune_label_smoothed_cross_entropy", "--label-smoothing", "0.1", *model_args, *extra,
     ])
-    cfg = convert_namespace_to_omegaconf(args)
+    return convert_namespace_to_omegaconf(args)
+
+
+def build_in_process(tmp_path, *extra, model_args=TINY_MODEL, data_bin=None):
+    """Task, model and criterion of :func:`config_in_process`'s config, the model seeded."""
+    from fairseq import tasks
+
+    cfg = config_in_process(tmp_path, *extra, model_args=model_args, data_bin=data_bin)
     task = tasks.setup_task(cfg.task)
     torch.manual_seed(0)
     return task, task.build_model(cfg.model), task.build_criterion(cfg.criterion)

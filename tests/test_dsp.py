@@ -18,7 +18,7 @@ from neuroprune.state_keys import DSP_LOGITS_KEY, MASK_BUFFER, PRUNED_EPOCH_BUFF
 from neuroprune_fairseq import head_masks
 from neuroprune_fairseq.dsp_gates import ADAM_KEYS
 
-from .fairseq_run import BIN, build_in_process, preprocess, random_sample, run, train_args, write_toy_corpus
+from .fairseq_run import BIN, build_in_process, config_in_process, preprocess, random_sample, run, train_args, write_toy_corpus
 
 SIZES = [6] * 18  # the tiny test model: 18 attention modules of 6 heads
 
@@ -244,6 +244,40 @@ def test_checkpoint_state_holds_the_hard_top_k_and_the_adamw_state(tmp_path):
     dsp.step(optimizer=None)
     assert torch.equal(next_logits(state), dsp.logits.detach())
     assert not torch.allclose(next_logits(None), dsp.logits.detach(), atol=1e-3)
+
+
+def test_the_pruning_tools_load_a_dsp_checkpoint_with_its_saved_mask_and_prune_only_its_kept_heads(tmp_path):
+    """tools.checkpoints.load_model (post_prune, one_shot, michel) rebuilds a DSP checkpoint under its own task,
+    whose gates' load hook sets every mask to ones for a resume. The tools must see the saved hard top-K instead:
+    magnitude pruning to 0.5 then zeroes half of each kept head's q/k/v rows (counted by hand from the file's
+    masks) and leaves the removed heads zero; with all heads live it spends the share on the removed heads' zeros."""
+    from fairseq import tasks
+    from omegaconf import OmegaConf
+
+    from neuroprune_fairseq.post_pruning import Settings, prune_model
+    from neuroprune_fairseq.tools.checkpoints import load_model
+
+    cfg = config_in_process(tmp_path, "--task", "dsp_translation", "--np-dsp-heads", "27")
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    _set_logits(task.dsp)
+    task.dsp.freeze()  # as after the anneal: the removed heads are zero
+    path = tmp_path / "dsp.pt"
+    torch.save({"cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "model": model.state_dict(),
+                "optimizer_history": [{"criterion_name": cfg.criterion._name, "optimizer_name": "Adam", "lr_scheduler_state": {}, "num_updates": 243}], "extra_state": {}}, path)
+    saved = masks_from_state_dict(torch.load(path, weights_only=False)["model"])
+    loaded, _, _ = load_model(str(path), str(tmp_path), cpu=True)
+    live = {name: head_masks.head_mask(a).int().tolist() for name, a in head_masks.attention_modules(loaded)}
+    assert live == saved and sum(map(sum, live.values())) == 27
+
+    prune_model(loaded, [], Settings(method="magnitude", sparsity=0.5))
+    for name, attn in head_masks.attention_modules(loaded):
+        d = attn.head_dim
+        for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
+            heads = [proj.weight[h * d:(h + 1) * d] for h in range(attn.num_heads)]
+            kept = torch.cat([w for w, m in zip(heads, saved[name]) if m])
+            assert int((kept == 0).sum()) == kept.numel() // 2, name
+            assert all(float(w.abs().sum()) == 0 for w, m in zip(heads, saved[name]) if not m), name
 
 
 def test_first_logit_step_is_adamw_with_decoupled_decay_and_non_finite_gradients_are_skipped(tmp_path):
