@@ -97,6 +97,19 @@ def test_budget_keeps_that_budgets_records_and_the_budgetless_references():
         plots.at_budget(records, 27, ["dense"])
 
 
+def test_no_two_plot_colours_look_alike():
+    """Distinct names are not enough: darkorange beside l1's C1 or slategray beside C7 read as one line. Every
+    pair of the fixed and spare colours (and the dense line's black) is at least 0.2 apart in RGB."""
+    import itertools
+
+    from matplotlib.colors import to_rgb
+
+    colours = {*plots.METHOD_COLOURS.values(), *plots.EXTRA_COLOURS, "black"}
+    distance = lambda a, b: sum((x - y) ** 2 for x, y in zip(to_rgb(a), to_rgb(b))) ** 0.5  # noqa: E731
+    close = [(a, b) for a, b in itertools.combinations(sorted(colours), 2) if distance(a, b) < 0.2]
+    assert not close
+
+
 def test_every_method_of_a_front_has_its_own_colour(tmp_path):
     """Ten methods that the fixed colours do not name (the sweep's gmp_michel, magnitude+ft@michel, ...): more than
     the six colours the name hash picks from, so two would share one; each line must have its own, and a method with

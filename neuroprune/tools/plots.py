@@ -45,7 +45,7 @@ SUBJECT = {
 DATA_SET = "offline German-English corpus"
 METHOD_COLOURS = {"dense": "black", "neuroprune": "C0", "l1": "C1", "dsp": "C2", "michel": "C3",
                   "magnitude": "C4", "wanda": "C5", "sparsegpt": "C6", "sparsellm": "C7"}
-EXTRA_COLOURS = ("C8", "C9", "navy", "gold", "teal", "magenta", "lime", "maroon", "darkorange", "slategray")
+EXTRA_COLOURS = ("C8", "C9", "navy", "gold", "teal", "magenta", "lime", "maroon", "tan", "deeppink")
 
 
 def by_method(records) -> Dict[str, List[dict]]:
