@@ -26,6 +26,7 @@ def _frontier(tmp_path, **variables):
     ({"SWEEPS": "gmp_michel l1", "BUDGETS": "54", "SPLIT_STRENGTH": ""}, 1 + 2 + 4 + 7),  # control, references, 4 targets, 7 strengths
     ({"SWEEPS": "gmp_dsp", "BUDGETS": "54", "SPLIT_STRENGTH": ""}, 1 + 2 + 4),  # no penalty sweep at all
     ({"SWEEPS": "np l1", "BUDGETS": "54", "SPLIT_STRENGTH": ""}, 1 + 2 + 7 + 7),  # no GMP at all
+    ({"SWEEPS": "", "BUDGETS": "54 81", "SPLIT_STRENGTH": ""}, 1 + 2 * 2),  # empty SWEEPS: only the references, not the default sweeps
     ({"SEEDS": "1 2 3", "BUDGETS": "54", "STRENGTHS": "a:1:2", "SWEEPS": "np_plus gmp_michel", "GMP_TARGETS": "0.1",
       "REFERENCES": "", "SPLIT_STRENGTH": ""}, 1 + 3 * 2),  # matched seeds: the first control (update count), 2 runs per seed
     ({"SEEDS": "1 2", "BUDGETS": "54", "SWEEPS": "gmp_dsp", "GMP_TARGETS": "0.5", "REFERENCES": "dense michel", "SPLIT_STRENGTH": ""},
