@@ -263,8 +263,9 @@ def test_the_pruning_tools_load_a_dsp_checkpoint_with_its_saved_mask_and_prune_o
     _set_logits(task.dsp)
     task.dsp.freeze()  # as after the anneal: the removed heads are zero
     path = tmp_path / "dsp.pt"
+    history = [{"criterion_name": cfg.criterion._name, "optimizer_name": "Adam", "lr_scheduler_state": {}, "num_updates": 243}]
     torch.save({"cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "model": model.state_dict(),
-                "optimizer_history": [{"criterion_name": cfg.criterion._name, "optimizer_name": "Adam", "lr_scheduler_state": {}, "num_updates": 243}], "extra_state": {}}, path)
+                "optimizer_history": history, "extra_state": {}}, path)  # the fields fairseq's checkpoint loader reads
     saved = masks_from_state_dict(torch.load(path, weights_only=False)["model"])
     loaded, _, _ = load_model(str(path), str(tmp_path), cpu=True)
     live = {name: head_masks.head_mask(a).int().tolist() for name, a in head_masks.attention_modules(loaded)}
