@@ -213,10 +213,15 @@ if has_phase summary; then
         sig_files+=(--significance "$RESULTS_DIR/significance-k$budget.json")
     done
     "$PYTHON" -m neuroprune.tools.frontier_table "${all[@]}" --out-md "$RESULTS_DIR/results.md" "${sig_files[@]}" --overwrite
-    pairs=() matched=()  # the MATCHED pairs whose two series have records: seed-pooled bootstrap, Holm over a budget's pairs
+    pairs=() matched=()  # the MATCHED pairs at each budget where both series have records: seed-pooled bootstrap, Holm over a budget's pairs
     for pair in $MATCHED; do
-        mapfile -t a < <(ls "$RESULTS_DIR/records/${pair%%:*}"_k*_s*.json 2>/dev/null); mapfile -t b < <(ls "$RESULTS_DIR/records/${pair#*:}"_k*_s*.json 2>/dev/null)
-        if (( ${#a[@]} > 0 && ${#b[@]} > 0 )); then pairs+=("$pair"); matched+=("${a[@]}" "${b[@]}"); fi
+        for budget in $BUDGETS; do
+            mapfile -t a < <(ls "$RESULTS_DIR/records/${pair%%:*}_k${budget}"_s*.json 2>/dev/null)
+            mapfile -t b < <(ls "$RESULTS_DIR/records/${pair#*:}_k${budget}"_s*.json 2>/dev/null)
+            (( ${#a[@]} > 0 && ${#b[@]} > 0 )) || continue
+            [[ " ${pairs[*]} " == *" $pair "* ]] || pairs+=("$pair")
+            matched+=("${a[@]}" "${b[@]}")
+        done
     done
     if (( ${#pairs[@]} > 0 )); then
         mapfile -t matched < <(printf '%s\n' "${matched[@]}" | sort -u)  # a series in two pairs once
